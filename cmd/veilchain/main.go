@@ -1,0 +1,59 @@
+// Command veilchain is a local proxy that sends every connection through a
+// chain of remote proxies, and the hop/exit server for such chains.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	// The first SIGINT/SIGTERM starts a graceful stop; stop() restores the
+	// default handling, so a second one ends the process at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "veilchain:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "veilchain",
+		Usage: "hide behind a chain of remote proxies",
+		Description: "run: a local SOCKS5 front end whose connections go through a chain of hops.\n" +
+			"serve: a SOCKS5 hop/exit server for such chains.\n" +
+			"demo: a whole chain on this machine, to see what a destination sees.",
+		Commands:        []*cli.Command{runCommand(), serveCommand(), demoCommand()},
+		HideHelpCommand: true,
+	}
+}
+
+var logFlags = []cli.Flag{
+	&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", Value: "info"},
+	&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text"},
+}
+
+// newLogger builds the process logger; logs go to stderr.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/configs"
+	"github.com/veilchain/veilchain/socks"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the local SOCKS5 front end, sending every connection through a chain of hops",
+		Description: "Flags override the config file: --socks and --hop set the first listener's address and chain.\n" +
+			"Example: veilchain run --socks 127.0.0.1:1080 --hop socks5://127.0.0.1:9001 --hop socks5://user:pass@127.0.0.1:9002",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
+			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener"},
+			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
+			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)"},
+			&cli.StringFlag{Name: "log-format", Usage: "text or json"},
+		},
+		Action: runAction,
+	}
+}
+
+func runAction(c *cli.Context) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	dialers, err := buildChains(cfg, log)
+	if err != nil {
+		return err
+	}
+	var servers []server
+	defer func() {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+	}()
+	for _, l := range cfg.Listeners {
+		ln, err := net.Listen("tcp", l.Socks)
+		if err != nil {
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		servers = append(servers, server{&socks.Server{
+			Dialer:           dialers[l.Chain],
+			HandshakeTimeout: cfg.Timeouts.Handshake,
+			Logger:           log.With("listener", l.Name),
+		}, ln})
+		log.Info("SOCKS5 front end listening", "listener", l.Name, "addr", ln.Addr().String(), "chain", l.Chain)
+	}
+	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
+}
+
+// loadConfig reads -c (or the embedded default) and applies the flags.
+func loadConfig(c *cli.Context) (*configs.Config, error) {
+	cfg := configs.Default()
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = configs.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsSet("socks") {
+		cfg.Listeners[0].Socks = c.String("socks")
+	}
+	if hops := c.StringSlice("hop"); len(hops) > 0 {
+		for _, h := range hops {
+			if _, err := chain.ParseHop(h); err != nil {
+				return nil, fmt.Errorf("--hop: %w", err)
+			}
+		}
+		name := cfg.Listeners[0].Chain
+		cfg.Chains[name] = configs.Chain{Hops: hops}
+	}
+	if c.IsSet("handshake-timeout") {
+		cfg.Timeouts.Handshake = c.Duration("handshake-timeout")
+	}
+	if c.IsSet("log-level") {
+		cfg.Log.Level = c.String("log-level")
+	}
+	if c.IsSet("log-format") {
+		cfg.Log.Format = c.String("log-format")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// errNoHops explains how to give hops; run refuses to start without them,
+// since the only alternative would be connecting directly.
+var errNoHops = errors.New("no hops configured, and veilchain never connects directly unless told to.\n" +
+	"Give the chain on the command line:  veilchain run --hop socks5://HOST:PORT [--hop socks5://USER:PASS@HOST:PORT ...]\n" +
+	"or in a config file:                  veilchain run -c FILE   (see configs/example.yaml)")
+
+// buildChains makes a Dialer for every chain a listener uses.
+func buildChains(cfg *configs.Config, log *slog.Logger) (map[string]chain.Dialer, error) {
+	dialers := map[string]chain.Dialer{}
+	for i, l := range cfg.Listeners {
+		if _, done := dialers[l.Chain]; done {
+			continue
+		}
+		ch, ok := cfg.Chains[l.Chain]
+		if !ok {
+			if len(cfg.Chains) == 0 {
+				return nil, errNoHops
+			}
+			return nil, cfg.Errorf([]any{"listeners", i, "chain"}, "no chain named %q", l.Chain)
+		}
+		if ch.Direct {
+			log.Warn("chain is direct: its connections leave this machine WITHOUT any proxy", "chain", l.Chain)
+			dialers[l.Chain] = &net.Dialer{Timeout: cfg.Timeouts.Connect}
+			continue
+		}
+		c := &chain.Chain{ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake}
+		var addrs []string
+		for j, raw := range ch.Hops {
+			h, err := chain.ParseHop(raw)
+			if err != nil {
+				return nil, cfg.Errorf([]any{"chains", l.Chain, "hops", j}, "%v", err)
+			}
+			c.Hops = append(c.Hops, h)
+			addrs = append(addrs, h.Addr())
+		}
+		log.Info("chain", "name", l.Chain, "hops", strings.Join(addrs, " -> "))
+		dialers[l.Chain] = c
+	}
+	return dialers, nil
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/socks"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run a SOCKS5 hop/exit server",
+		Description: "As an exit it resolves names itself and refuses loopback, private, link-local, CGNAT,\n" +
+			"unspecified and multicast destinations, checked on the address it dials.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "address to listen on", Value: "127.0.0.1:1080"},
+			&cli.StringSliceFlag{Name: "user", Usage: "require RFC 1929 auth; `NAME:PASS` (repeatable)"},
+			&cli.BoolFlag{Name: "allow-private", Usage: "let clients reach private, loopback and link-local destinations"},
+			&cli.BoolFlag{Name: "allow-open", Usage: "listen on a non-loopback address without --user (an open proxy)"},
+			&cli.StringFlag{Name: "resolver", Usage: "resolve destination names with the DNS server at `HOST:PORT` instead of the system's"},
+			&cli.StringFlag{Name: "outbound-ip", Usage: "source `IP` of outgoing connections"},
+			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on a client's SOCKS handshake", Value: socks.DefaultHandshakeTimeout},
+			&cli.DurationFlag{Name: "connect-timeout", Usage: "bound on each outgoing connect", Value: 10 * time.Second},
+			&cli.DurationFlag{Name: "shutdown-grace", Usage: "on SIGINT/SIGTERM, time live connections get to finish", Value: 10 * time.Second},
+		}, logFlags...),
+		Action: serveAction,
+	}
+}
+
+func serveAction(c *cli.Context) error {
+	log, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	var creds socks.Credentials
+	for _, u := range c.StringSlice("user") {
+		name, pass, ok := strings.Cut(u, ":")
+		if !ok || name == "" || len(name) > 255 || len(pass) > 255 {
+			return fmt.Errorf("--user %q: want NAME:PASS, each at most 255 bytes", name)
+		}
+		if creds == nil {
+			creds = socks.Credentials{}
+		}
+		creds[name] = pass
+	}
+	addr := c.String("listen")
+	if !isLoopback(addr) && creds == nil && !c.Bool("allow-open") {
+		return fmt.Errorf("--listen %s is not a loopback address: give --user NAME:PASS, or --allow-open to run an open proxy", addr)
+	}
+	exit := &chain.Exit{AllowPrivate: c.Bool("allow-private"), Timeout: c.Duration("connect-timeout")}
+	if r := c.String("resolver"); r != "" {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return fmt.Errorf("--resolver %q: want HOST:PORT", r)
+		}
+		exit.Resolver = dnsResolver(r)
+	}
+	if ip := c.String("outbound-ip"); ip != "" {
+		if exit.LocalIP, err = netip.ParseAddr(ip); err != nil {
+			return fmt.Errorf("--outbound-ip: %w", err)
+		}
+	}
+	srv := &socks.Server{Dialer: exit, Credentials: creds, HandshakeTimeout: c.Duration("handshake-timeout"), Logger: log}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	log.Info("serving SOCKS5 hop", "addr", ln.Addr().String(), "auth", creds != nil, "allow_private", exit.AllowPrivate)
+	return serveUntilDone(c.Context, log, c.Duration("shutdown-grace"), []server{{srv, ln}})
+}
+
+// dnsResolver resolves with the DNS server at addr only.
+func dnsResolver(addr string) *net.Resolver {
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+}
+
+// isLoopback reports whether a listen address is on loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

@@ -1,0 +1,251 @@
+// Package configs holds veilchain's configuration schema, the embedded
+// default, and a loader whose errors name the file, the line and the field.
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Config is the whole configuration.
+type Config struct {
+	Log       Log              `yaml:"log"`
+	Timeouts  Timeouts         `yaml:"timeouts"`
+	Listeners []Listener       `yaml:"listeners"`
+	Chains    map[string]Chain `yaml:"chains"`
+
+	file string     // where it came from, for error messages
+	root *yaml.Node // the parsed file, for line numbers
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Timeouts bound the steps of a connection.
+type Timeouts struct {
+	Connect       time.Duration `yaml:"connect"`
+	Handshake     time.Duration `yaml:"handshake"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// Listener is a local front end and the chain its connections take.
+type Listener struct {
+	Name  string `yaml:"name"`
+	Socks string `yaml:"socks"`
+	Chain string `yaml:"chain"`
+}
+
+// Chain is an ordered list of hop URLs, or an explicit direct route.
+type Chain struct {
+	Hops   []string `yaml:"hops"`
+	Direct bool     `yaml:"direct"`
+}
+
+// Default returns the embedded default configuration.
+func Default() *Config {
+	c, err := Parse("(embedded default)", defaultYAML)
+	if err != nil {
+		panic(err) // a broken embedded file is a build defect; a test guards it
+	}
+	return c
+}
+
+// Load reads a config file and lays it over the default.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse lays data over the embedded default (or over nothing, when data is
+// the default itself), then checks the result. name labels errors.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	if name != "(embedded default)" {
+		c = Default()
+	}
+	c.file = name
+	c.root = &yaml.Node{}
+	if err := yaml.Unmarshal(data, c.root); err != nil {
+		return nil, c.yamlError(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, c.yamlError(err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError rewrites yaml.v3's "line N: msg" as "file:N: msg".
+func (c *Config) yamlError(err error) error {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	for i, m := range msgs {
+		if g := yamlLine.FindStringSubmatch(m); g != nil {
+			msgs[i] = fmt.Sprintf("%s:%s: %s", c.file, g[1], g[2])
+		} else {
+			msgs[i] = c.file + ": " + m
+		}
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// Errorf makes an error naming the file, the line of the field at path
+// (keys and sequence indexes, e.g. "chains", "main", "hops", 1) and the field.
+func (c *Config) Errorf(path []any, format string, args ...any) error {
+	return fmt.Errorf("%s: %s: %s", c.Where(path...), fieldName(path), fmt.Sprintf(format, args...))
+}
+
+// Where returns "file:line" of the field at path, or of its nearest
+// parent present in the file, or just the file name.
+func (c *Config) Where(path ...any) string {
+	n := c.root
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, p := range path {
+		n = child(n, p)
+		if n == nil {
+			break
+		}
+		line = n.Line
+	}
+	if line == 0 {
+		return c.file
+	}
+	return c.file + ":" + strconv.Itoa(line)
+}
+
+func child(n *yaml.Node, p any) *yaml.Node {
+	if n == nil {
+		return nil
+	}
+	switch k := p.(type) {
+	case string:
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					return n.Content[i+1]
+				}
+			}
+		}
+	case int:
+		if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+			return n.Content[k]
+		}
+	}
+	return nil
+}
+
+func fieldName(path []any) string {
+	var b strings.Builder
+	for i, p := range path {
+		switch k := p.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		default:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, k)
+		}
+	}
+	return b.String()
+}
+
+// Validate checks what can be checked without building objects: levels,
+// timeouts, addresses, chain references and hop URL syntax. (cmd/veilchain
+// builds the hops and reports their errors with Where.)
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path []any, format string, args ...any) {
+		errs = append(errs, c.Errorf(path, format, args...))
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add([]any{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add([]any{"log", "format"}, "%q is not text or json", c.Log.Format)
+	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"connect", c.Timeouts.Connect}, {"handshake", c.Timeouts.Handshake}, {"shutdown_grace", c.Timeouts.ShutdownGrace}} {
+		if t.d <= 0 {
+			add([]any{"timeouts", t.key}, "must be positive, got %v", t.d)
+		}
+	}
+	if len(c.Listeners) == 0 {
+		add([]any{"listeners"}, "at least one listener is needed")
+	}
+	names := map[string]bool{}
+	for i, l := range c.Listeners {
+		at := func(f string) []any { return []any{"listeners", i, f} }
+		if l.Name == "" {
+			add(at("name"), "missing")
+		} else if names[l.Name] {
+			add(at("name"), "%q is used twice", l.Name)
+		}
+		names[l.Name] = true
+		if l.Socks == "" {
+			add(at("socks"), "missing: give an address such as 127.0.0.1:1080")
+		} else if _, _, err := net.SplitHostPort(l.Socks); err != nil {
+			add(at("socks"), "%q is not host:port", l.Socks)
+		}
+		if l.Chain == "" {
+			add(at("chain"), "missing")
+		}
+		// A listener may name a chain that does not exist yet: flags can
+		// supply it (run --hop), and run refuses to start if none does.
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Chains)) {
+		ch := c.Chains[name]
+		if ch.Direct && len(ch.Hops) > 0 {
+			add([]any{"chains", name, "direct"}, "a chain is either direct or has hops, not both")
+		}
+		if !ch.Direct && len(ch.Hops) == 0 {
+			add([]any{"chains", name, "hops"}, "no hops: list hop URLs, or write \"direct: true\" to connect without a chain")
+		}
+		for i, h := range ch.Hops {
+			u, err := url.Parse(h)
+			if err != nil || u.Scheme == "" || u.Host == "" {
+				add([]any{"chains", name, "hops", i}, "not a hop URL (want scheme://[user:pass@]host:port)")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,114 @@
+// Package conns owns the goroutines of a front end's connections: it
+// accepts, runs one handler per connection, and on Shutdown stops
+// accepting, waits for live connections, then cuts the stragglers.
+package conns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Serve after Shutdown.
+var ErrClosed = errors.New("server closed")
+
+// Group serves listeners. Its zero value is ready to use.
+type Group struct {
+	mu     sync.Mutex
+	lns    map[net.Listener]struct{}
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	closed bool
+}
+
+func (g *Group) init() {
+	if g.ctx == nil {
+		g.ctx, g.cancel = context.WithCancel(context.Background())
+		g.lns = make(map[net.Listener]struct{})
+	}
+}
+
+// Serve accepts on ln and runs handle for each connection in its own
+// goroutine, with a context that ends when Shutdown gives up waiting. The
+// handler must close the conn. Serve returns ErrClosed after Shutdown.
+func (g *Group) Serve(ln net.Listener, handle func(context.Context, net.Conn)) error {
+	g.mu.Lock()
+	g.init()
+	if g.closed {
+		g.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	g.lns[ln] = struct{}{}
+	g.wg.Add(1) // the accept loop itself, so Shutdown waits for it
+	g.mu.Unlock()
+	defer g.wg.Done()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			g.mu.Lock()
+			closed := g.closed
+			g.mu.Unlock()
+			if closed {
+				return ErrClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait, then go on.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-g.ctx.Done():
+				return ErrClosed
+			}
+		}
+		backoff = 0
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			c.Close()
+			return ErrClosed
+		}
+		g.wg.Add(1)
+		g.mu.Unlock()
+		go func() {
+			defer g.wg.Done()
+			handle(g.ctx, c)
+		}()
+	}
+}
+
+// Shutdown closes the listeners and waits for live connections to finish.
+// When ctx ends first, it cancels their context (relays close their conns),
+// waits for the handlers to return, and returns ctx's error.
+func (g *Group) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.init()
+	g.closed = true
+	for ln := range g.lns {
+		ln.Close()
+	}
+	g.mu.Unlock()
+
+	idle := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		g.cancel()
+		return nil
+	case <-ctx.Done():
+		g.cancel()
+		<-idle
+		return ctx.Err()
+	}
+}

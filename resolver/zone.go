@@ -1,0 +1,131 @@
+// Package resolver holds veilchain's DNS pieces (github.com/miekg/dns).
+// Zone is a small authoritative server with fixed records that counts the
+// queries it gets: the exit's resolver in `demo`, and both the exit's
+// resolver and the stand-in for a local system resolver in tests.
+package resolver
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+)
+
+// Zone answers A and AAAA queries from Records and NXDOMAIN for other names.
+type Zone struct {
+	// Records maps a name (any case, with or without the final dot) to its address.
+	Records map[string]netip.Addr
+
+	mu      sync.Mutex
+	queries map[string]int
+	servers []*dns.Server
+}
+
+// ServeDNS implements dns.Handler.
+func (z *Zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		w.WriteMsg(m)
+		return
+	}
+	q := req.Question[0]
+	name := canonical(q.Name)
+	z.mu.Lock()
+	if z.queries == nil {
+		z.queries = map[string]int{}
+	}
+	z.queries[name]++
+	z.mu.Unlock()
+
+	ip, ok := z.lookup(name)
+	switch {
+	case !ok:
+		m.Rcode = dns.RcodeNameError
+	case q.Qtype == dns.TypeA && ip.Is4():
+		m.Answer = append(m.Answer, &dns.A{Hdr: header(q), A: ip.AsSlice()})
+	case q.Qtype == dns.TypeAAAA && ip.Is6():
+		m.Answer = append(m.Answer, &dns.AAAA{Hdr: header(q), AAAA: ip.AsSlice()})
+	}
+	w.WriteMsg(m)
+}
+
+func header(q dns.Question) dns.RR_Header {
+	return dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 60}
+}
+
+func (z *Zone) lookup(name string) (netip.Addr, bool) {
+	for n, ip := range z.Records {
+		if canonical(n) == name {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Queries returns how many queries (of any type) name has had.
+func (z *Zone) Queries(name string) int {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.queries[canonical(name)]
+}
+
+// Total returns how many queries the zone has answered.
+func (z *Zone) Total() int {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	n := 0
+	for _, c := range z.queries {
+		n += c
+	}
+	return n
+}
+
+func canonical(name string) string {
+	return strings.ToLower(dns.Fqdn(name))
+}
+
+// Listen serves the zone on UDP and TCP at addr ("127.0.0.1:0" picks a
+// free port, the same for both) and returns the address.
+func (z *Zone) Listen(addr string) (string, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return "", err
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: z}
+	tcp := &dns.Server{Listener: ln, Handler: z}
+	var started sync.WaitGroup
+	for _, s := range []*dns.Server{udp, tcp} {
+		started.Add(1)
+		s.NotifyStartedFunc = started.Done
+		go s.ActivateAndServe()
+	}
+	started.Wait()
+	z.mu.Lock()
+	z.servers = append(z.servers, udp, tcp)
+	z.mu.Unlock()
+	return pc.LocalAddr().String(), nil
+}
+
+// Close stops the servers started by Listen.
+func (z *Zone) Close() error {
+	z.mu.Lock()
+	servers := z.servers
+	z.servers = nil
+	z.mu.Unlock()
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,108 @@
+// Package socks holds the SOCKS5 server used both as veilchain's local
+// front end and as its hop/exit server (`veilchain serve`): the same
+// protocol code, given a different Dialer.
+package socks
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/conns"
+)
+
+// DefaultHandshakeTimeout bounds a client's handshake when Server.HandshakeTimeout is zero.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// Server is a SOCKS5 server whose CONNECTs go through Dialer.
+// Only Dialer is required; the zero value of every other field works.
+type Server struct {
+	Dialer chain.Dialer
+	// Credentials, if set, makes user/password auth (RFC 1929) mandatory;
+	// otherwise only "no auth" is offered.
+	Credentials Credentials
+	// HandshakeTimeout bounds the client's greeting, auth and request.
+	HandshakeTimeout time.Duration
+	// Logger gets one line per failed connection; destinations only at debug.
+	Logger *slog.Logger
+
+	group conns.Group
+}
+
+// Serve accepts SOCKS clients on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.group.Serve(ln, s.ServeConn)
+}
+
+// Shutdown stops accepting and waits for live connections until ctx ends,
+// then closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.group.Shutdown(ctx)
+}
+
+// ServeConn runs one client connection to its end and closes it.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	log := s.logger().With("client", conn.RemoteAddr().String())
+	timeout := s.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+
+	br := bufio.NewReaderSize(conn, 512)
+	dest, err := s.handshake(br, conn)
+	if err != nil {
+		log.Debug("socks handshake failed", "err", err)
+		return
+	}
+	target, err := s.Dialer.DialContext(ctx, "tcp", dest)
+	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
+	if err != nil {
+		code := replyCode(err)
+		writeReply(conn, code, nil)
+		logDialError(log, err, code, dest)
+		return
+	}
+	defer target.Close()
+	if err := writeReply(conn, 0x00, target.LocalAddr()); err != nil {
+		log.Debug("socks reply failed", "err", err)
+		return
+	}
+	// Bytes the client sent right after its request belong to the stream.
+	if n := br.Buffered(); n > 0 {
+		early, _ := br.Peek(n)
+		if _, err := target.Write(early); err != nil {
+			log.Debug("forwarding early data failed", "err", err)
+			return
+		}
+	}
+	conn.SetDeadline(time.Time{})
+	up, down, err := chain.Relay(ctx, conn, target)
+	log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
+}
+
+// logDialError writes the one line per failed connection. Chain errors
+// name the hop and never the destination, so they go out at warn level;
+// the destination itself is logged only at debug.
+func logDialError(log *slog.Logger, err error, code byte, dest string) {
+	var hop *chain.HopError
+	switch {
+	case errors.As(err, &hop):
+		log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "reply", chain.ReplyText(code), "err", hop.Err)
+	default:
+		log.Info("connect failed", "reply", chain.ReplyText(code))
+	}
+	log.Debug("connect failed", "dest", dest, "err", err)
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}

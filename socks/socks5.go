@@ -1,0 +1,143 @@
+package socks
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+
+	socks5 "github.com/armon/go-socks5"
+)
+
+// The server side of the SOCKS5 handshake. github.com/armon/go-socks5
+// parses the auth sub-negotiation and the request; its Server is not used:
+// it resolves names locally by default, runs requests without a deadline,
+// picks reply codes by matching error text and owns a relay of its own,
+// while every veilchain front end must share one relay (chain.Relay).
+
+var (
+	errVersion     = errors.New("not SOCKS version 5")
+	errNoMethod    = errors.New("no acceptable auth method")
+	errCommand     = errors.New("command not supported")
+	errAddressType = errors.New("address type not supported")
+)
+
+// handshake reads the greeting, authenticates, reads the request and
+// returns its destination as host:port, with a name kept as a name. On a
+// request it cannot serve it has already sent the error reply.
+func (s *Server) handshake(r *bufio.Reader, w io.Writer) (string, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return "", fmt.Errorf("reading greeting: %w", err)
+	}
+	if hdr[0] != 5 {
+		return "", fmt.Errorf("%w: first byte 0x%02x", errVersion, hdr[0])
+	}
+	methods := make([]byte, hdr[1])
+	if _, err := io.ReadFull(r, methods); err != nil {
+		return "", fmt.Errorf("reading methods: %w", err)
+	}
+	// Offer exactly one method: with credentials configured, "no auth"
+	// must not be an option the client can pick.
+	var auth socks5.Authenticator = socks5.NoAuthAuthenticator{}
+	if s.Credentials != nil {
+		auth = socks5.UserPassAuthenticator{Credentials: s.Credentials}
+	}
+	if !contains(methods, auth.GetCode()) {
+		w.Write([]byte{5, 0xFF})
+		return "", errNoMethod
+	}
+	if _, err := auth.Authenticate(r, w); err != nil {
+		return "", fmt.Errorf("auth: %w", err)
+	}
+
+	// go-socks5 rejects unknown address types with an unexported error;
+	// look first so the client gets reply 0x08.
+	head, err := r.Peek(4)
+	if err != nil {
+		return "", fmt.Errorf("reading request: %w", err)
+	}
+	if head[0] != 5 {
+		return "", fmt.Errorf("%w: request version 0x%02x", errVersion, head[0])
+	}
+	if t := head[3]; t != 1 && t != 3 && t != 4 {
+		writeReply(w, 0x08, nil)
+		return "", fmt.Errorf("%w: 0x%02x", errAddressType, t)
+	}
+	req, err := socks5.NewRequest(r)
+	if err != nil {
+		return "", fmt.Errorf("reading request: %w", err)
+	}
+	if req.Command != socks5.ConnectCommand {
+		writeReply(w, 0x07, nil)
+		return "", fmt.Errorf("%w: 0x%02x", errCommand, req.Command)
+	}
+	dest, err := destination(req.DestAddr)
+	if err != nil {
+		writeReply(w, replyCode(err), nil)
+		return "", err
+	}
+	return dest, nil
+}
+
+// destination checks a requested address and formats it as host:port.
+// An empty name or an unspecified address would make Go dial the local
+// machine, so both are refused here, before any dial.
+func destination(a *socks5.AddrSpec) (string, error) {
+	port := strconv.Itoa(a.Port)
+	if a.FQDN != "" {
+		if err := checkName(a.FQDN); err != nil {
+			return "", err
+		}
+		return net.JoinHostPort(a.FQDN, port), nil
+	}
+	if a.IP == nil || a.IP.IsUnspecified() {
+		return "", fmt.Errorf("%w: unspecified address", errBadDestination)
+	}
+	if a.Port == 0 {
+		return "", fmt.Errorf("%w: port 0", errBadDestination)
+	}
+	return net.JoinHostPort(a.IP.String(), port), nil
+}
+
+// checkName accepts host names made of letters, digits, '-', '_' and '.'
+// (IDNs arrive in punycode). Anything else cannot be a DNS name and could
+// confuse an address parser further down the chain.
+func checkName(name string) error {
+	if len(name) == 0 || len(name) > 255 {
+		return fmt.Errorf("%w: name must be 1-255 bytes", errBadDestination)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%w: byte 0x%02x in name", errBadDestination, c)
+		}
+	}
+	return nil
+}
+
+// writeReply sends a SOCKS5 reply with bound address addr (zero if nil).
+func writeReply(w io.Writer, code byte, addr net.Addr) error {
+	b := []byte{5, code, 0, 1, 0, 0, 0, 0, 0, 0}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta != nil {
+		if ip4 := ta.IP.To4(); ip4 != nil {
+			copy(b[4:8], ip4)
+		} else if ip16 := ta.IP.To16(); ip16 != nil {
+			b = append(append([]byte{5, code, 0, 4}, ip16...), 0, 0)
+		}
+		b[len(b)-2], b[len(b)-1] = byte(ta.Port>>8), byte(ta.Port)
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+func contains(b []byte, c byte) bool {
+	for _, x := range b {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
