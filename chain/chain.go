@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 )
 
@@ -93,12 +94,15 @@ func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, next string
 		}
 	}
 	if err != nil {
-		if ctxErr := hctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-			if errors.Is(ctxErr, context.DeadlineExceeded) && ctx.Err() == nil {
-				err = fmt.Errorf("handshake timed out after %v: %w (%v)", timeout, ctxErr, err)
-			} else {
-				err = fmt.Errorf("%w (%v)", ctxErr, err)
+		switch {
+		case ctx.Err() != nil: // the caller gave up, e.g. its client left
+			if !errors.Is(err, ctx.Err()) {
+				err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 			}
+		case hctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
+			// Our deadline and hctx's timer fire together; either means
+			// the hop was too slow, and says so the same way.
+			err = fmt.Errorf("handshake timed out after %v: %w", timeout, context.DeadlineExceeded)
 		}
 		return nil, err
 	}

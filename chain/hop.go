@@ -23,7 +23,7 @@ type Hop interface {
 func ParseHop(raw string) (Hop, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("hop URL: %w", redactURLError(err))
+		return nil, fmt.Errorf("hop URL: %w (want scheme://[user:pass@]host:port)", redactURLError(err))
 	}
 	if u.Host == "" || u.Opaque != "" {
 		return nil, fmt.Errorf("hop URL %q: want scheme://[user:pass@]host:port", u.Redacted())

@@ -87,6 +87,9 @@ func (s *Server) handshake(r *bufio.Reader, w io.Writer) (string, error) {
 // machine, so both are refused here, before any dial.
 func destination(a *socks5.AddrSpec) (string, error) {
 	port := strconv.Itoa(a.Port)
+	if a.Port == 0 {
+		return "", fmt.Errorf("%w: port 0", errBadDestination)
+	}
 	if a.FQDN != "" {
 		if err := checkName(a.FQDN); err != nil {
 			return "", err
@@ -95,9 +98,6 @@ func destination(a *socks5.AddrSpec) (string, error) {
 	}
 	if a.IP == nil || a.IP.IsUnspecified() {
 		return "", fmt.Errorf("%w: unspecified address", errBadDestination)
-	}
-	if a.Port == 0 {
-		return "", fmt.Errorf("%w: port 0", errBadDestination)
 	}
 	return net.JoinHostPort(a.IP.String(), port), nil
 }

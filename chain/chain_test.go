@@ -1,0 +1,152 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// socksHop is a minimal no-auth SOCKS5 hop that connects onward with
+// net.Dial and records the addresses it was asked for.
+func socksHop(t *testing.T, asked chan<- string) string {
+	return fakeServer(t, func(c net.Conn) {
+		buf := make([]byte, 262)
+		if _, err := io.ReadFull(c, buf[:3]); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0})
+		if _, err := io.ReadFull(c, buf[:5]); err != nil {
+			return
+		}
+		var host string
+		switch buf[3] {
+		case 1:
+			io.ReadFull(c, buf[5:10])
+			host = net.IP(buf[4:8]).String()
+			buf[0], buf[1] = buf[8], buf[9]
+		case 3:
+			n := int(buf[4])
+			io.ReadFull(c, buf[5:5+n+2])
+			host = string(buf[5 : 5+n])
+			buf[0], buf[1] = buf[5+n], buf[6+n]
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(int(buf[0])<<8|int(buf[1])))
+		if asked != nil {
+			asked <- addr
+		}
+		next, err := net.Dial("tcp", addr)
+		if err != nil {
+			c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+			return
+		}
+		defer next.Close()
+		c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+		Relay(context.Background(), c, next)
+	})
+}
+
+func echoServer(t *testing.T) string {
+	return fakeServer(t, func(c net.Conn) { io.Copy(c, c) })
+}
+
+func TestChainThroughTwoHops(t *testing.T) {
+	echo := echoServer(t)
+	asked1, asked2 := make(chan string, 1), make(chan string, 1)
+	h1, h2 := socksHop(t, asked1), socksHop(t, asked2)
+	_, echoPort, _ := net.SplitHostPort(echo)
+	c := &Chain{Hops: []Hop{&SOCKS5{Address: h1}, &SOCKS5{Address: h2}}}
+	// "localhost" must reach the exit as a name; only it resolves.
+	conn, err := c.DialContext(context.Background(), "tcp", "localhost:"+echoPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := <-asked1; got != h2 {
+		t.Errorf("hop 1 was asked for %q, want hop 2 %q", got, h2)
+	}
+	if got := <-asked2; got != "localhost:"+echoPort {
+		t.Errorf("exit was asked for %q, want the name localhost:%s", got, echoPort)
+	}
+	if _, ok := conn.(*net.TCPConn); !ok {
+		t.Errorf("chain returned %T, want *net.TCPConn so the relay can splice", conn)
+	}
+	conn.Write([]byte("hello"))
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo = %q, %v", buf, err)
+	}
+}
+
+func TestChainFailures(t *testing.T) {
+	deadLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := deadLn.Addr().String()
+	deadLn.Close()
+	silent := fakeServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	exit := socksHop(t, nil)
+
+	tests := []struct {
+		name  string
+		hops  []string
+		index int
+		check func(error) bool
+	}{
+		{"first hop refuses", []string{closed, exit}, 0, func(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }},
+		{"second hop refuses", []string{exit, closed}, 0, func(err error) bool {
+			var re *ReplyError
+			return errors.As(err, &re) && re.Code == 5
+		}},
+		{"second hop silent", []string{exit, silent}, 1, func(err error) bool {
+			return errors.Is(err, context.DeadlineExceeded)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Chain{HandshakeTimeout: 200 * time.Millisecond}
+			for _, h := range tt.hops {
+				c.Hops = append(c.Hops, &SOCKS5{Address: h})
+			}
+			start := time.Now()
+			conn, err := c.DialContext(context.Background(), "tcp", "192.0.2.1:80")
+			if err == nil {
+				conn.Close()
+				t.Fatal("dial succeeded")
+			}
+			var he *HopError
+			if !errors.As(err, &he) || he.Index != tt.index || he.Addr != tt.hops[tt.index] {
+				t.Fatalf("err = %v, want HopError for hop index %d (%s)", err, tt.index, tt.hops[tt.index])
+			}
+			if !tt.check(err) {
+				t.Fatalf("err = %v: wrong cause", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("failure took %v", d)
+			}
+		})
+	}
+}
+
+func TestChainCancelEndsHandshake(t *testing.T) {
+	silent := fakeServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	c := &Chain{Hops: []Hop{&SOCKS5{Address: silent}}, HandshakeTimeout: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := c.DialContext(ctx, "tcp", "192.0.2.1:80")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestChainRefusesWithoutHopsAndNonTCP(t *testing.T) {
+	if _, err := (&Chain{}).DialContext(context.Background(), "tcp", "example.com:80"); !errors.Is(err, ErrNoHops) {
+		t.Errorf("no hops: err = %v, want ErrNoHops", err)
+	}
+	c := &Chain{Hops: []Hop{&SOCKS5{Address: "127.0.0.1:1"}}}
+	if _, err := c.DialContext(context.Background(), "udp", "example.com:53"); err == nil {
+		t.Error("udp dial succeeded")
+	}
+}

@@ -1,0 +1,64 @@
+package chain
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseHop(t *testing.T) {
+	tests := []struct {
+		url      string
+		addr     string
+		user     string
+		pass     string
+		wantErr  string
+		noSecret string // must not appear in the error
+	}{
+		{url: "socks5://127.0.0.1:9001", addr: "127.0.0.1:9001"},
+		{url: "socks5h://proxy.example:1080", addr: "proxy.example:1080"},
+		{url: "SOCKS5://proxy.example", addr: "proxy.example:1080"},
+		{url: "socks5://alice:s3cret@127.0.0.1:9002", addr: "127.0.0.1:9002", user: "alice", pass: "s3cret"},
+		{url: "socks5://alice:p%40ss@127.0.0.1:9002", addr: "127.0.0.1:9002", user: "alice", pass: "p@ss"},
+		{url: "socks5://[2001:db8::1]:1080", addr: "[2001:db8::1]:1080"},
+		{url: "socks5://[::1]", addr: "[::1]:1080"},
+		{url: "socks5://alice@127.0.0.1:1", addr: "127.0.0.1:1", user: "alice"},
+		{url: "socks9://h:1", wantErr: `unsupported scheme "socks9"`},
+		{url: "http://h:1", wantErr: "unsupported scheme"},
+		{url: "127.0.0.1:1080", wantErr: "want scheme://"},
+		{url: "socks5://", wantErr: "want scheme://"},
+		{url: "socks5://:1080", wantErr: "missing host"},
+		{url: "socks5://h:0", wantErr: "bad port"},
+		{url: "socks5://h:70000", wantErr: "bad port"},
+		{url: "socks5://h:1/path", wantErr: "unexpected path"},
+		{url: "socks5://h:1?x=1", wantErr: "unexpected path"},
+		{url: "socks5://:pw@h:1", wantErr: "user name must be", noSecret: "pw"},
+		{url: "socks5://u:hunter2@h:99999", wantErr: "bad port", noSecret: "hunter2"},
+		{url: "socks5://u:hunter2@h:1/x", wantErr: "unexpected path", noSecret: "hunter2"},
+		{url: "socks5://u:hunter2@h:1\x7f", wantErr: "hop URL", noSecret: "hunter2"},
+		{url: "socks5://" + strings.Repeat("u", 256) + ":p@h:1", wantErr: "user name must be"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			h, err := ParseHop(tt.url)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseHop(%q) error = %v, want it to contain %q", tt.url, err, tt.wantErr)
+				}
+				if tt.noSecret != "" && strings.Contains(err.Error(), tt.noSecret) {
+					t.Fatalf("error %q reveals the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseHop(%q): %v", tt.url, err)
+			}
+			s, ok := h.(*SOCKS5)
+			if !ok {
+				t.Fatalf("ParseHop(%q) = %T, want *SOCKS5", tt.url, h)
+			}
+			if s.Addr() != tt.addr || s.User != tt.user || s.Password != tt.pass {
+				t.Fatalf("ParseHop(%q) = %q %q %q, want %q %q %q", tt.url, s.Addr(), s.User, s.Password, tt.addr, tt.user, tt.pass)
+			}
+		})
+	}
+}

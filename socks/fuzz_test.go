@@ -1,0 +1,49 @@
+package socks
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+)
+
+// FuzzHandshake feeds arbitrary client bytes to the server handshake. It
+// must never panic, and whatever destination it accepts must be a
+// well-formed host:port that cannot make anything dial the local machine.
+func FuzzHandshake(f *testing.F) {
+	for _, seed := range [][]byte{
+		{5, 1, 0, 5, 1, 0, 1, 192, 0, 2, 1, 0, 80},
+		{5, 1, 0, 5, 1, 0, 3, 11, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', 1, 187},
+		{5, 1, 0, 5, 1, 0, 4, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80},
+		{5, 1, 2, 1, 1, 'u', 1, 'p', 5, 1, 0, 3, 1, 'h', 0, 1},
+		{5, 2, 0, 2, 5, 2, 0, 1, 1, 1, 1, 1, 0, 21},
+		{5, 1, 0, 5, 1, 0, 3, 0, 0, 80},
+		{4, 1, 0, 80, 1, 2, 3, 4, 0},
+	} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, withAuth bool) {
+		s := &Server{}
+		if withAuth {
+			s.Credentials = Credentials{"u": "p"}
+		}
+		dest, err := s.handshake(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard)
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(dest)
+		if err != nil || port == "0" || port == "" {
+			t.Fatalf("accepted destination %q: bad host:port", dest)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if ip.IsUnspecified() {
+				t.Fatalf("accepted unspecified destination %q", dest)
+			}
+		} else if checkName(host) != nil {
+			t.Fatalf("accepted bad name in %q", dest)
+		}
+	})
+}

@@ -1,0 +1,274 @@
+package socks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/net/proxy"
+
+	"github.com/veilchain/veilchain/chain"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Dialer that records what it is asked for and either
+// connects to target or fails with err.
+type recorder struct {
+	mu     sync.Mutex
+	asked  []string
+	target string
+	err    error
+}
+
+func (r *recorder) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, addr)
+	r.mu.Unlock()
+	if r.err != nil {
+		return nil, r.err
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, r.target)
+}
+
+func (r *recorder) calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.asked...)
+}
+
+// echo runs an echo server for the test.
+func echo(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { io.Copy(c, c); c.Close() })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// start runs srv on loopback until the end of the test.
+func start(t *testing.T, srv *Server) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo = %q, %v", buf, err)
+	}
+}
+
+func TestServerWithIndependentClient(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		creds   Credentials
+		auth    *proxy.Auth
+		wantErr bool
+	}{
+		{name: "no auth"},
+		{name: "user/pass", creds: Credentials{"alice": "pw"}, auth: &proxy.Auth{User: "alice", Password: "pw"}},
+		{name: "wrong password", creds: Credentials{"alice": "pw"}, auth: &proxy.Auth{User: "alice", Password: "nope"}, wantErr: true},
+		{name: "unknown user", creds: Credentials{"alice": "pw"}, auth: &proxy.Auth{User: "bob", Password: "pw"}, wantErr: true},
+		{name: "auth required, client offers none", creds: Credentials{"alice": "pw"}, wantErr: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{target: echo(t)}
+			addr := start(t, &Server{Dialer: rec, Credentials: tt.creds})
+			d, err := proxy.SOCKS5("tcp", addr, tt.auth, proxy.Direct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := d.Dial("tcp", "dest.example:80")
+			if tt.wantErr {
+				if err == nil {
+					c.Close()
+					t.Fatal("connected without valid credentials")
+				}
+				if n := len(rec.calls()); n != 0 {
+					t.Fatalf("dialer was called %d times for an unauthenticated client", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			roundTrip(t, c, "hello through the front end")
+			if got := rec.calls(); len(got) != 1 || got[0] != "dest.example:80" {
+				t.Fatalf("dialer asked for %q, want the name dest.example:80", got)
+			}
+		})
+	}
+}
+
+// exchange writes raw bytes and returns everything the server sends
+// until it closes the connection.
+func exchange(t *testing.T, addr string, in []byte) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(in)
+	out, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("server neither answered nor closed; got %x", out)
+	}
+	return out
+}
+
+func TestServerRejectsBadRequests(t *testing.T) {
+	greet := []byte{5, 1, 0}
+	req := func(b ...byte) []byte { return append(append([]byte{}, greet...), b...) }
+	failure := func(code byte) []byte { return []byte{5, 0, 5, code, 0, 1, 0, 0, 0, 0, 0, 0} }
+	tests := []struct {
+		name string
+		in   []byte
+		want []byte
+	}{
+		{"BIND", req(5, 2, 0, 1, 192, 0, 2, 1, 0, 80), failure(0x07)},
+		{"UDP ASSOCIATE", req(5, 3, 0, 1, 192, 0, 2, 1, 0, 80), failure(0x07)},
+		{"unknown address type", req(5, 1, 0, 9, 0, 80), failure(0x08)},
+		{"empty name", req(5, 1, 0, 3, 0, 0, 80), failure(0x01)},
+		{"name with a space", req(5, 1, 0, 3, 3, 'a', ' ', 'b', 0, 80), failure(0x01)},
+		{"name with a colon", req(5, 1, 0, 3, 3, 'a', ':', 'b', 0, 80), failure(0x01)},
+		{"unspecified IPv4", req(5, 1, 0, 1, 0, 0, 0, 0, 0, 80), failure(0x01)},
+		{"unspecified IPv6", req(append([]byte{5, 1, 0, 4}, make([]byte, 18)...)...), failure(0x01)},
+		{"port 0", req(5, 1, 0, 1, 192, 0, 2, 1, 0, 0), failure(0x01)},
+		{"no methods", []byte{5, 0}, []byte{5, 0xFF}},
+		{"only user/pass offered", []byte{5, 1, 2}, []byte{5, 0xFF}},
+		{"SOCKS4 (not yet served)", []byte{4, 1, 0, 80, 192, 0, 2, 1, 0}, nil},
+		{"HTTP", []byte("GET / HTTP/1.1\r\n\r\n"), nil},
+		{"truncated request", req(5, 1, 0, 3, 10, 'a'), []byte{5, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{target: "127.0.0.1:1"}
+			addr := start(t, &Server{Dialer: rec, HandshakeTimeout: time.Second})
+			if got := exchange(t, addr, tt.in); !bytes.Equal(got, tt.want) {
+				t.Fatalf("got % x, want % x", got, tt.want)
+			}
+			if calls := rec.calls(); len(calls) != 0 {
+				t.Fatalf("dialer was asked for %q", calls)
+			}
+		})
+	}
+}
+
+func TestServerRepliesWithTheChainsCode(t *testing.T) {
+	rec := &recorder{err: &chain.HopError{Index: 1, Addr: "h:1", Err: &chain.ReplyError{Code: 5}}}
+	addr := start(t, &Server{Dialer: rec})
+	got := exchange(t, addr, []byte{5, 1, 0, 5, 1, 0, 3, 4, 'h', 'o', 's', 't', 0, 80})
+	if want := []byte{5, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0}; !bytes.Equal(got, want) {
+		t.Fatalf("got % x, want % x", got, want)
+	}
+}
+
+func TestServerDropsSilentClient(t *testing.T) {
+	addr := start(t, &Server{Dialer: &recorder{}, HandshakeTimeout: 100 * time.Millisecond})
+	for _, partial := range [][]byte{nil, {5}, {5, 1, 0, 5, 1}} {
+		begin := time.Now()
+		got := exchange(t, addr, partial)
+		if d := time.Since(begin); d > 3*time.Second {
+			t.Fatalf("silent client after % x was dropped after %v", partial, d)
+		}
+		if len(partial) < 3 && len(got) != 0 {
+			t.Fatalf("unexpected answer % x", got)
+		}
+	}
+}
+
+func TestServerForwardsPipelinedData(t *testing.T) {
+	rec := &recorder{target: echo(t)}
+	addr := start(t, &Server{Dialer: rec})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Greeting, request and the first payload bytes in one write, as an
+	// optimistic client sends them: none may be lost.
+	msg := append([]byte{5, 1, 0, 5, 1, 0, 3, 1, 'x', 0, 7}, "early bytes"...)
+	c.Write(msg)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	reply := make([]byte, 2+10+len("early bytes"))
+	if _, err := io.ReadFull(c, reply); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(reply[:4], []byte{5, 0, 5, 0}) || string(reply[12:]) != "early bytes" {
+		t.Fatalf("got %q", reply)
+	}
+}
+
+func TestShutdownLetsLiveConnectionsFinish(t *testing.T) {
+	rec := &recorder{target: echo(t)}
+	srv := &Server{Dialer: rec}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	d, _ := proxy.SOCKS5("tcp", ln.Addr().String(), nil, proxy.Direct)
+	c, err := d.Dial("tcp", "dest:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	<-served // the listener is closed first
+	if c2, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c2.Close()
+		t.Fatal("still accepting after Shutdown")
+	}
+	roundTrip(t, c, "still alive during the grace period")
+	if err := <-shut; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded (a live connection outlasted the grace)", err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the grace period: read err = %v, want EOF", err)
+	}
+}
