@@ -49,6 +49,14 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		out, err := c.handshake(ctx, h, conn, next)
 		if err != nil {
 			conn.Close()
+			if _, ok := errors.AsType[*ReplyError](err); ok {
+				// Say what the hop failed to reach; never name the destination.
+				what := "the destination"
+				if next != addr {
+					what = fmt.Sprintf("hop %d", i+2)
+				}
+				err = fmt.Errorf("reaching %s: %w", what, err)
+			}
 			return nil, &HopError{Index: i, Addr: h.Addr(), Err: err}
 		}
 		conn = out

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestChainFailures(t *testing.T) {
 		{"first hop refuses", []string{closed, exit}, 0, func(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }},
 		{"second hop refuses", []string{exit, closed}, 0, func(err error) bool {
 			var re *ReplyError
-			return errors.As(err, &re) && re.Code == 5
+			return errors.As(err, &re) && re.Code == 5 && strings.Contains(err.Error(), "hop 1 ("+exit+"): reaching hop 2: connection refused")
 		}},
 		{"second hop silent", []string{exit, silent}, 1, func(err error) bool {
 			return errors.Is(err, context.DeadlineExceeded)

@@ -41,7 +41,7 @@ type ReplyError struct {
 }
 
 func (e *ReplyError) Error() string {
-	return fmt.Sprintf("connecting onward: %s (socks reply 0x%02x)", ReplyText(e.Code), e.Code)
+	return fmt.Sprintf("%s (socks reply 0x%02x)", ReplyText(e.Code), e.Code)
 }
 
 // ReplyText names a SOCKS5 reply code (RFC 1928 section 6).

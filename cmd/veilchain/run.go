@@ -25,9 +25,9 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
-			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake"},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)"},
-			&cli.StringFlag{Name: "log-format", Usage: "text or json"},
+			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", DefaultText: "info or the config's"},
+			&cli.StringFlag{Name: "log-format", Usage: "text or json", DefaultText: "text or the config's"},
 		},
 		Action: runAction,
 	}

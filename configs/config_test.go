@@ -1,0 +1,70 @@
+package configs
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultAndExample(t *testing.T) {
+	d := Default()
+	if d.Log.Level != "info" || d.Timeouts.Handshake != 10*time.Second || len(d.Listeners) != 1 ||
+		d.Listeners[0].Socks != "127.0.0.1:1080" || len(d.Chains) != 0 {
+		t.Fatalf("unexpected default: %+v", d)
+	}
+	c, err := Load("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Chains["two-hops"].Hops; len(got) != 2 || got[1] != "socks5://alice:secret@127.0.0.1:9002" {
+		t.Fatalf("example hops = %q", got)
+	}
+	// Fields the file leaves out keep their defaults; fields it sets win.
+	if c.Timeouts.Handshake != 5*time.Second || c.Timeouts.Connect != 10*time.Second || c.Log.Format != "text" {
+		t.Fatalf("example timeouts/log = %+v %+v", c.Timeouts, c.Log)
+	}
+	if c.Listeners[0].Name != "desktop" || len(c.Listeners) != 1 {
+		t.Fatalf("listeners = %+v", c.Listeners)
+	}
+	if c.Where("chains", "two-hops", "hops", 1) != "example.yaml:16" {
+		t.Fatalf("Where = %s", c.Where("chains", "two-hops", "hops", 1))
+	}
+	if _, err := Load(filepath.Join("testdata", "direct.yaml")); err != nil {
+		t.Fatalf("explicit direct chain: %v", err)
+	}
+}
+
+func TestLoadErrorsNameFileLineAndField(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"unknown-field.yaml", []string{"unknown-field.yaml:3: field sock not found"}},
+		{"bad-duration.yaml", []string{"bad-duration.yaml:3: ", "soon", "time.Duration"}},
+		{"bad-hop.yaml", []string{"bad-hop.yaml:9: chains.main.hops[1]: not a hop URL"}},
+		{"bad-listener.yaml", []string{
+			`bad-listener.yaml:2: log.level: "loud" is not one of`,
+			`bad-listener.yaml:5: listeners[0].socks: "localhost" is not host:port`,
+			`bad-listener.yaml:7: listeners[1].name: "a" is used twice`,
+			`bad-listener.yaml:7: listeners[1].socks: missing`,
+			`bad-listener.yaml:11: chains.main.direct: a chain is either direct or has hops`,
+			`bad-listener.yaml:13: chains.empty.hops: no hops`,
+		}},
+		{"not-yaml.yaml", []string{"not-yaml.yaml:"}},
+		{"missing.yaml", []string{"missing.yaml", "no such file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tt.file))
+			if err == nil {
+				t.Fatal("loaded a bad file")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}

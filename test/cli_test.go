@@ -1,0 +1,249 @@
+package test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/proxy"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+// veilchain builds the binary once per test run and returns its path.
+func veilchain(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "veilchain-test-"); buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "veilchain")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/veilchain").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building veilchain: %v", buildErr)
+	}
+	return binPath
+}
+
+func removeBin()           { os.RemoveAll(binDir) }
+func exitProcess(code int) { os.Exit(code) }
+
+// proc is a running veilchain whose JSON log lines can be waited for.
+type proc struct {
+	cmd   *exec.Cmd
+	lines chan map[string]any
+	mu    sync.Mutex
+	log   []string
+	done  chan struct{}
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(veilchain(t), args...), lines: make(chan map[string]any, 100), done: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log = append(p.log, sc.Text())
+			p.mu.Unlock()
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				select {
+				case p.lines <- m:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		p.cmd.Wait()
+	})
+	return p
+}
+
+func (p *proc) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.log, "\n")
+}
+
+// waitFor returns the first log line with message msg.
+func (p *proc) waitFor(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-p.lines:
+			if m["msg"] == msg {
+				return m
+			}
+		case <-p.done:
+			t.Fatalf("veilchain exited before logging %q:\n%s", msg, p.stderr())
+		case <-timeout:
+			t.Fatalf("no %q log line:\n%s", msg, p.stderr())
+		}
+	}
+}
+
+// chainOfServes starts two `veilchain serve` hops and a `veilchain run`
+// front end through them, all as separate processes; the exit resolves
+// names with its own DNS server and sends from 127.0.0.2.
+func chainOfServes(t *testing.T, extra ...string) (front string, run *proc) {
+	t.Helper()
+	_, dnsAddr := exitDNS(t)
+	out := exitIP(t)
+	exit := start(t, "serve", "--listen", "127.0.0.1:0", "--user", "u:p", "--allow-private",
+		"--resolver", dnsAddr, "--outbound-ip", out.String(), "--log-format", "json")
+	exitAddr := exit.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
+	hop1 := start(t, "serve", "--listen", "127.0.0.1:0", "--allow-private", "--log-format", "json")
+	hop1Addr := hop1.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
+	args := append([]string{"run", "--socks", "127.0.0.1:0", "--hop", "socks5://" + hop1Addr,
+		"--hop", "socks5://u:p@" + exitAddr, "--log-format", "json"}, extra...)
+	run = start(t, args...)
+	front = run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	return front, run
+}
+
+func TestCurlThroughChainOfServes(t *testing.T) {
+	curl := requireProgram(t, "curl")
+	dest := newDestination(t)
+	front, _ := chainOfServes(t)
+
+	url := "http://" + destName + ":" + dest.port + "/"
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5-hostname", front, url).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl --socks5-hostname: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "peer 127.0.0.2:") {
+		t.Fatalf("destination answered %q, want it to have seen the exit 127.0.0.2", out)
+	}
+	// curl --socks5 resolves locally: this machine cannot resolve destName,
+	// so it must fail before any byte reaches the chain.
+	out, err = exec.Command(curl, "-sS", "--max-time", "10", "--socks5", front, url).CombinedOutput()
+	if err == nil {
+		t.Fatalf("curl --socks5 with a name only the exit knows succeeded: %s", out)
+	}
+	if n := len(dest.seenPeers()); n != 1 {
+		t.Fatalf("destination saw %d requests, want 1", n)
+	}
+}
+
+func TestRunRefusesWithoutHops(t *testing.T) {
+	out, err := exec.Command(veilchain(t), "run", "--socks", "127.0.0.1:0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("run without hops: err = %v, want a non-zero exit\n%s", err, out)
+	}
+	for _, want := range []string{"no hops configured", "--hop socks5://", "-c FILE"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output does not say %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRunConfigErrorsNameTheLine(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(file, []byte("listeners:\n  - name: a\n    socks: 127.0.0.1:0\n    chain: main\nchains:\n  main:\n    hops:\n      - socks9://127.0.0.1:1\n"), 0o600)
+	out, err := exec.Command(veilchain(t), "run", "-c", file).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), file+":8: chains.main.hops[0]") || !strings.Contains(string(out), `unsupported scheme "socks9"`) {
+		t.Fatalf("err = %v, output:\n%s", err, out)
+	}
+}
+
+func TestServeRefusesOpenNonLoopback(t *testing.T) {
+	out, err := exec.Command(veilchain(t), "serve", "--listen", "0.0.0.0:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--user") {
+		t.Fatalf("serve on 0.0.0.0 without auth: err = %v\n%s", err, out)
+	}
+}
+
+// TestGracefulShutdown: on SIGTERM, run stops accepting, lets a live
+// connection finish, and exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	dest := newDestination(t)
+	front, run := chainOfServes(t)
+	sd, err := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sd.Dial("tcp", destName+":"+dest.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+
+	run.cmd.Process.Signal(syscall.SIGTERM)
+	run.waitFor(t, "stopping: no new connections; live ones get a grace period")
+	// A new connection is refused once the listener is closed.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		nc, err := net.DialTimeout("tcp", front, time.Second)
+		if err != nil {
+			break
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("front end still accepting after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The live connection still carries a whole request and response.
+	io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+	resp, err := io.ReadAll(c)
+	if err != nil || !strings.HasSuffix(string(resp), "hello") {
+		t.Fatalf("live connection after SIGTERM: %q, %v", resp, err)
+	}
+	c.Close()
+	select {
+	case <-run.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run did not exit after its last connection closed:\n%s", run.stderr())
+	}
+	if err := run.cmd.Wait(); err != nil {
+		t.Fatalf("run exited with %v, want 0:\n%s", err, run.stderr())
+	}
+}
+
+func TestDemo(t *testing.T) {
+	exitIP(t)
+	out, err := exec.Command(veilchain(t), "demo", "--once", "--socks", "127.0.0.1:0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"peer address: 127.0.0.2:", "(the exit; the client is 127.0.0.1)", "User-Agent:", "only the exit's resolver knows dest.demo.test; it was asked"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
