@@ -114,23 +114,40 @@ func (p *proc) waitFor(t *testing.T, msg string) map[string]any {
 	}
 }
 
-// chainOfServes starts two `veilchain serve` hops and a `veilchain run`
-// front end through them, all as separate processes; the exit resolves
-// names with its own DNS server and sends from 127.0.0.2.
-func chainOfServes(t *testing.T, extra ...string) (front string, run *proc) {
+// startServes starts two `veilchain serve` hops as separate processes and
+// returns their addresses; the exit needs user u:p, resolves names with
+// its own DNS server, and sends from 127.0.0.2.
+func startServes(t *testing.T) (hop1Addr, exitAddr string) {
 	t.Helper()
 	_, dnsAddr := exitDNS(t)
 	out := exitIP(t)
 	exit := start(t, "serve", "--listen", "127.0.0.1:0", "--user", "u:p", "--allow-private",
 		"--resolver", dnsAddr, "--outbound-ip", out.String(), "--log-format", "json")
-	exitAddr := exit.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
+	exitAddr = exit.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
 	hop1 := start(t, "serve", "--listen", "127.0.0.1:0", "--allow-private", "--log-format", "json")
-	hop1Addr := hop1.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
-	args := append([]string{"run", "--socks", "127.0.0.1:0", "--hop", "socks5://" + hop1Addr,
-		"--hop", "socks5://u:p@" + exitAddr, "--log-format", "json"}, extra...)
-	run = start(t, args...)
+	hop1Addr = hop1.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
+	return hop1Addr, exitAddr
+}
+
+// chainOfServes adds a `veilchain run` front end through startServes' hops.
+func chainOfServes(t *testing.T) (front string, run *proc) {
+	t.Helper()
+	hop1, exit := startServes(t)
+	run = start(t, "run", "--socks", "127.0.0.1:0", "--hop", "socks5://"+hop1,
+		"--hop", "socks5://u:p@"+exit, "--log-format", "json")
 	front = run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
 	return front, run
+}
+
+// curlGet fetches url through a SOCKS5 front end, the name sent as a name.
+func curlGet(t *testing.T, front, url string) string {
+	t.Helper()
+	curl := requireProgram(t, "curl")
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5-hostname", front, url).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl --socks5-hostname %s %s: %v\n%s", front, url, err, out)
+	}
+	return string(out)
 }
 
 func TestCurlThroughChainOfServes(t *testing.T) {
@@ -139,21 +156,38 @@ func TestCurlThroughChainOfServes(t *testing.T) {
 	front, _ := chainOfServes(t)
 
 	url := "http://" + destName + ":" + dest.port + "/"
-	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5-hostname", front, url).CombinedOutput()
-	if err != nil {
-		t.Fatalf("curl --socks5-hostname: %v\n%s", err, out)
-	}
-	if !strings.HasPrefix(string(out), "peer 127.0.0.2:") {
+	if out := curlGet(t, front, url); !strings.HasPrefix(out, "peer 127.0.0.2:") {
 		t.Fatalf("destination answered %q, want it to have seen the exit 127.0.0.2", out)
 	}
 	// curl --socks5 resolves locally: this machine cannot resolve destName,
 	// so it must fail before any byte reaches the chain.
-	out, err = exec.Command(curl, "-sS", "--max-time", "10", "--socks5", front, url).CombinedOutput()
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5", front, url).CombinedOutput()
 	if err == nil {
 		t.Fatalf("curl --socks5 with a name only the exit knows succeeded: %s", out)
 	}
 	if n := len(dest.seenPeers()); n != 1 {
 		t.Fatalf("destination saw %d requests, want 1", n)
+	}
+}
+
+// TestRunFromConfigFile: listeners and chains come from YAML; a flag
+// overrides the file's listen address.
+func TestRunFromConfigFile(t *testing.T) {
+	dest := newDestination(t)
+	hop1, exit := startServes(t)
+	file := filepath.Join(t.TempDir(), "veilchain.yaml")
+	cfg := "log:\n  format: json\nlisteners:\n  - name: app\n    socks: 127.0.0.1:1\n    chain: two\n" +
+		"chains:\n  two:\n    hops:\n      - socks5://" + hop1 + "\n      - socks5://u:p@" + exit + "\n"
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := start(t, "run", "-c", file, "--socks", "127.0.0.1:0")
+	line := run.waitFor(t, "SOCKS5 front end listening")
+	if line["listener"] != "app" || line["chain"] != "two" {
+		t.Fatalf("listening line %v: want listener app on chain two", line)
+	}
+	if out := curlGet(t, line["addr"].(string), "http://"+destName+":"+dest.port+"/"); !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("destination answered %q, want it to have seen the exit", out)
 	}
 }
 
@@ -180,10 +214,14 @@ func TestRunConfigErrorsNameTheLine(t *testing.T) {
 	}
 }
 
-func TestServeRefusesOpenNonLoopback(t *testing.T) {
+func TestRefusesOpenNonLoopback(t *testing.T) {
 	out, err := exec.Command(veilchain(t), "serve", "--listen", "0.0.0.0:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--user") {
 		t.Fatalf("serve on 0.0.0.0 without auth: err = %v\n%s", err, out)
+	}
+	out, err = exec.Command(veilchain(t), "run", "--socks", "0.0.0.0:0", "--hop", "socks5://127.0.0.1:1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a loopback address") {
+		t.Fatalf("run on 0.0.0.0: err = %v\n%s", err, out)
 	}
 }
 

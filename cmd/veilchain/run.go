@@ -25,6 +25,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
+			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", DefaultText: "info or the config's"},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json", DefaultText: "text or the config's"},
@@ -53,6 +54,10 @@ func runAction(c *cli.Context) error {
 		}
 	}()
 	for _, l := range cfg.Listeners {
+		if !isLoopback(l.Socks) && !c.Bool("allow-open") {
+			return fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
+				"Listen on 127.0.0.1, or give --allow-open", l.Name, l.Socks)
+		}
 		ln, err := net.Listen("tcp", l.Socks)
 		if err != nil {
 			return fmt.Errorf("listener %q: %w", l.Name, err)

@@ -1,0 +1,60 @@
+package conns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestShutdownWaitsThenCuts(t *testing.T) {
+	var g Group
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	served := make(chan error, 1)
+	go func() {
+		served <- g.Serve(ln, func(ctx context.Context, c net.Conn) {
+			defer c.Close()
+			close(started)
+			<-ctx.Done() // a connection that would never end by itself
+		})
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-started
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := g.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	if err := <-served; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve = %v, want ErrClosed", err)
+	}
+	// Serving again after Shutdown is refused, and closes the listener.
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	if err := g.Serve(ln2, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve after Shutdown = %v", err)
+	}
+	if _, err := ln2.Accept(); err == nil {
+		t.Fatal("listener still open")
+	}
+}
+
+func TestShutdownIdleReturnsAtOnce(t *testing.T) {
+	var g Group
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
