@@ -273,6 +273,29 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// TestSecondSignalStopsAtOnce: a second SIGTERM does not wait for the grace period.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	dest := newDestination(t)
+	front, run := chainOfServes(t)
+	sd, err := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sd.Dial("tcp", destName+":"+dest.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	run.cmd.Process.Signal(syscall.SIGTERM)
+	run.waitFor(t, "stopping: no new connections; live ones get a grace period")
+	run.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-run.done:
+	case <-time.After(5 * time.Second): // the grace period is 10 s
+		t.Fatalf("run still waiting after a second SIGTERM:\n%s", run.stderr())
+	}
+}
+
 func TestDemo(t *testing.T) {
 	exitIP(t)
 	out, err := exec.Command(veilchain(t), "demo", "--once", "--socks", "127.0.0.1:0").CombinedOutput()

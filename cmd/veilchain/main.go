@@ -15,10 +15,21 @@ import (
 )
 
 func main() {
-	// The first SIGINT/SIGTERM starts a graceful stop; stop() restores the
-	// default handling, so a second one ends the process at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The first SIGINT/SIGTERM starts a graceful stop. Default handling is
+	// restored before anyone hears of it, so a second one always ends the
+	// process at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done(): // the command returned on its own
+		}
+		signal.Stop(sigs)
+		cancel()
+	}()
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "veilchain:", err)
 		os.Exit(1)
