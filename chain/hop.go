@@ -20,35 +20,73 @@ type Hop interface {
 
 // ParseHop builds a Hop from a URL such as socks5://user:pass@host:1080.
 // Schemes form a closed set here on purpose: no registry, no fallbacks.
+//
+// The user part is split off by hand, at the last '@', before url.Parse
+// sees the rest: a password holding an unescaped '/', '?' or '#' would
+// otherwise end up in the host or path, and from there in error messages.
+// No error from here contains the password.
 func ParseHop(raw string) (Hop, error) {
-	u, err := url.Parse(raw)
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || scheme == "" {
+		return nil, fmt.Errorf("hop URL %q: want scheme://[user:pass@]host:port", redact(raw))
+	}
+	var user, pass string
+	var hasUser bool
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		hasUser = true
+		userinfo := rest[:at]
+		rest = rest[at+1:]
+		u, p, _ := strings.Cut(userinfo, ":")
+		var err1, err2 error
+		user, err1 = url.PathUnescape(u)
+		pass, err2 = url.PathUnescape(p)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("hop URL %q: bad %%-escape in user or password", redact(raw))
+		}
+	}
+	shown := scheme + "://" + rest
+	if hasUser {
+		shown = scheme + "://" + url.PathEscape(user) + ":xxxxx@" + rest
+	}
+	u, err := url.Parse(scheme + "://" + rest)
 	if err != nil {
-		return nil, fmt.Errorf("hop URL: %w (want scheme://[user:pass@]host:port)", redactURLError(err))
+		return nil, fmt.Errorf("hop URL %q: %w (want scheme://[user:pass@]host:port)", shown, redactURLError(err))
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("hop URL %q: want scheme://[user:pass@]host:port", u.Redacted())
+		return nil, fmt.Errorf("hop URL %q: want scheme://[user:pass@]host:port", shown)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("hop URL %q: unexpected path, query or fragment", u.Redacted())
+		return nil, fmt.Errorf("hop URL %q: unexpected path, query or fragment", shown)
 	}
 	addr, err := hostPort(u, "1080")
 	if err != nil {
-		return nil, fmt.Errorf("hop URL %q: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("hop URL %q: %w", shown, err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "socks5", "socks5h":
 		h := &SOCKS5{Address: addr}
-		if u.User != nil {
-			h.User = u.User.Username()
-			h.Password, _ = u.User.Password()
-			if len(h.User) == 0 || len(h.User) > 255 || len(h.Password) > 255 {
-				return nil, fmt.Errorf("hop URL %q: user name must be 1-255 bytes and password at most 255", u.Redacted())
+		if hasUser {
+			if len(user) == 0 || len(user) > 255 || len(pass) > 255 {
+				return nil, fmt.Errorf("hop URL %q: user name must be 1-255 bytes and password at most 255", shown)
 			}
+			h.User, h.Password = user, pass
 		}
 		return h, nil
 	default:
-		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5, socks5h)", u.Redacted(), u.Scheme)
+		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5, socks5h)", shown, u.Scheme)
 	}
+}
+
+// redact hides everything before the last '@' after the scheme.
+func redact(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if at := strings.LastIndex(rest, "@"); ok && at >= 0 {
+		return scheme + "://xxxxx@" + rest[at+1:]
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		return "xxxxx@" + raw[at+1:]
+	}
+	return raw
 }
 
 // hostPort returns u's host:port, with defPort when the URL has none.

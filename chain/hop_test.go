@@ -36,6 +36,13 @@ func TestParseHop(t *testing.T) {
 		{url: "socks5://u:hunter2@h:1/x", wantErr: "unexpected path", noSecret: "hunter2"},
 		{url: "socks5://u:hunter2@h:1\x7f", wantErr: "hop URL", noSecret: "hunter2"},
 		{url: "socks5://" + strings.Repeat("u", 256) + ":p@h:1", wantErr: "user name must be"},
+		{url: "socks5://alice:hunter2/x@h:1", addr: "h:1", user: "alice", pass: "hunter2/x"},
+		{url: "socks5://alice:pa#ss?w@h:1", addr: "h:1", user: "alice", pass: "pa#ss?w"},
+		{url: "socks5://alice:hunter2/x@h:99999", wantErr: "bad port", noSecret: "hunter2"},
+		{url: "socks5://alice:1234/abcd@h:1/p", wantErr: "unexpected path", noSecret: "1234/abcd"},
+		{url: "socks9://alice:hunter2@h:1", wantErr: "unsupported scheme", noSecret: "hunter2"},
+		{url: "alice:hunter2@h:1", wantErr: "want scheme://", noSecret: "hunter2"},
+		{url: "socks5://alice:hun%zzter2@h:1", wantErr: "bad %-escape", noSecret: "hun"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {

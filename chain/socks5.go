@@ -68,6 +68,9 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 		if _, err := io.ReadFull(conn, b[:2]); err != nil {
 			return nil, fmt.Errorf("reading auth reply: %w", err)
 		}
+		if b[0] != 1 {
+			return nil, fmt.Errorf("%w: version %d in auth reply", ErrProtocol, b[0])
+		}
 		if b[1] != 0 {
 			return nil, fmt.Errorf("%w: user %q refused", ErrHopAuth, h.User)
 		}

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
-	"net/netip"
 	"testing"
+
+	"github.com/veilchain/veilchain/chain"
 )
 
 // FuzzHandshake feeds arbitrary client bytes to the server handshake. It
@@ -34,16 +34,8 @@ func FuzzHandshake(f *testing.F) {
 		if err != nil {
 			return
 		}
-		host, port, err := net.SplitHostPort(dest)
-		if err != nil || port == "0" || port == "" {
-			t.Fatalf("accepted destination %q: bad host:port", dest)
-		}
-		if ip, err := netip.ParseAddr(host); err == nil {
-			if ip.IsUnspecified() {
-				t.Fatalf("accepted unspecified destination %q", dest)
-			}
-		} else if checkName(host) != nil {
-			t.Fatalf("accepted bad name in %q", dest)
+		if err := chain.CheckAddr(dest); err != nil {
+			t.Fatalf("accepted destination %q: %v", dest, err)
 		}
 	})
 }

@@ -9,8 +9,6 @@ import (
 	"github.com/veilchain/veilchain/chain"
 )
 
-var errBadDestination = errors.New("bad destination")
-
 // replyCode maps a dial error to the SOCKS5 reply the client gets. It is
 // the only place that does so.
 //
@@ -18,7 +16,7 @@ var errBadDestination = errors.New("bad destination")
 //	0x03 network unreachable
 //	0x04 host unreachable:   also timeouts and names the exit cannot resolve
 //	0x05 connection refused
-//	0x01 general failure:    anything else (bad names, hop protocol errors)
+//	0x01 general failure:    anything else (bad addresses, hop protocol errors)
 //
 // A hop's own reply code is passed on unchanged: when the exit says the
 // destination refused, the client hears exactly that.

@@ -37,7 +37,7 @@ func TestReplyCode(t *testing.T) {
 		{"exit refused", opErr(syscall.ECONNREFUSED), 0x05},
 		{"chain without hops", chain.ErrNoHops, 0x01},
 		{"hop protocol error", hop(chain.ErrProtocol), 0x01},
-		{"bad destination", errBadDestination, 0x01},
+		{"bad destination", chain.ErrBadAddress, 0x01},
 		{"caller cancelled", hop(context.Canceled), 0x01},
 		{"unknown", errors.New("boom"), 0x01},
 	}

@@ -272,3 +272,33 @@ func TestShutdownLetsLiveConnectionsFinish(t *testing.T) {
 		t.Fatalf("after the grace period: read err = %v, want EOF", err)
 	}
 }
+
+func TestShutdownCutsHandshakes(t *testing.T) {
+	srv := &Server{Dialer: &recorder{}, HandshakeTimeout: time.Minute}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{5}) // half a greeting, then nothing
+	time.Sleep(50 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	srv.Shutdown(ctx)
+	<-served
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("Shutdown took %v: it waited for the handshake timeout", d)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read err = %v, want EOF", err)
+	}
+}

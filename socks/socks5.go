@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	socks5 "github.com/armon/go-socks5"
+
+	"github.com/veilchain/veilchain/chain"
 )
 
 // The server side of the SOCKS5 handshake. github.com/armon/go-socks5
@@ -82,40 +84,14 @@ func (s *Server) handshake(r *bufio.Reader, w io.Writer) (string, error) {
 	return dest, nil
 }
 
-// destination checks a requested address and formats it as host:port.
-// An empty name or an unspecified address would make Go dial the local
-// machine, so both are refused here, before any dial.
+// destination formats a requested address as host:port and checks it.
 func destination(a *socks5.AddrSpec) (string, error) {
-	port := strconv.Itoa(a.Port)
-	if a.Port == 0 {
-		return "", fmt.Errorf("%w: port 0", errBadDestination)
+	host := a.FQDN
+	if host == "" && a.IP != nil {
+		host = a.IP.String()
 	}
-	if a.FQDN != "" {
-		if err := checkName(a.FQDN); err != nil {
-			return "", err
-		}
-		return net.JoinHostPort(a.FQDN, port), nil
-	}
-	if a.IP == nil || a.IP.IsUnspecified() {
-		return "", fmt.Errorf("%w: unspecified address", errBadDestination)
-	}
-	return net.JoinHostPort(a.IP.String(), port), nil
-}
-
-// checkName accepts host names made of letters, digits, '-', '_' and '.'
-// (IDNs arrive in punycode). Anything else cannot be a DNS name and could
-// confuse an address parser further down the chain.
-func checkName(name string) error {
-	if len(name) == 0 || len(name) > 255 {
-		return fmt.Errorf("%w: name must be 1-255 bytes", errBadDestination)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%w: byte 0x%02x in name", errBadDestination, c)
-		}
-	}
-	return nil
+	addr := net.JoinHostPort(host, strconv.Itoa(a.Port))
+	return addr, chain.CheckAddr(addr)
 }
 
 // writeReply sends a SOCKS5 reply with bound address addr (zero if nil).

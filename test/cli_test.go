@@ -191,6 +191,16 @@ func TestRunFromConfigFile(t *testing.T) {
 	}
 }
 
+// TestRunHopFlagWithEmptyChains: "chains:" with nothing under it, plus --hop.
+func TestRunHopFlagWithEmptyChains(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "empty-chains.yaml")
+	if err := os.WriteFile(file, []byte("log:\n  format: json\nchains:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := start(t, "run", "-c", file, "--socks", "127.0.0.1:0", "--hop", "socks5://127.0.0.1:1")
+	run.waitFor(t, "SOCKS5 front end listening")
+}
+
 func TestRunRefusesWithoutHops(t *testing.T) {
 	out, err := exec.Command(veilchain(t), "run", "--socks", "127.0.0.1:0").CombinedOutput()
 	var ee *exec.ExitError

@@ -41,6 +41,9 @@ func demoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if !isLoopback(c.String("socks")) {
+				return fmt.Errorf("--socks %s: the demo's hops reach loopback and private addresses, so its front end listens on loopback only", c.String("socks"))
+			}
 			d := &demo{out: os.Stdout, log: log}
 			defer d.close()
 			if err := d.start(c.String("socks")); err != nil {

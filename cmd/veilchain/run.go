@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -90,17 +91,24 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 				return nil, fmt.Errorf("--hop: %w", err)
 			}
 		}
-		name := cfg.Listeners[0].Chain
-		cfg.Chains[name] = configs.Chain{Hops: hops}
+		if cfg.Chains == nil { // "chains:" with nothing under it
+			cfg.Chains = map[string]configs.Chain{}
+		}
+		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: hops}
 	}
 	if c.IsSet("handshake-timeout") {
-		cfg.Timeouts.Handshake = c.Duration("handshake-timeout")
+		if cfg.Timeouts.Handshake = c.Duration("handshake-timeout"); cfg.Timeouts.Handshake <= 0 {
+			return nil, fmt.Errorf("--handshake-timeout must be positive")
+		}
 	}
 	if c.IsSet("log-level") {
 		cfg.Log.Level = c.String("log-level")
 	}
 	if c.IsSet("log-format") {
 		cfg.Log.Format = c.String("log-format")
+	}
+	if _, err := newLogger(io.Discard, cfg.Log.Level, cfg.Log.Format); err != nil && (c.IsSet("log-level") || c.IsSet("log-format")) {
+		return nil, fmt.Errorf("--log-level/--log-format: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
