@@ -118,6 +118,11 @@ func (p *proc) waitFor(t *testing.T, msg string) map[string]any {
 // returns their addresses; the exit needs user u:p, resolves names with
 // its own DNS server, and sends from 127.0.0.2.
 func startServes(t *testing.T) (hop1Addr, exitAddr string) {
+	hop1Addr, exitAddr, _ = startServeProcs(t)
+	return hop1Addr, exitAddr
+}
+
+func startServeProcs(t *testing.T) (hop1Addr, exitAddr string, procs []*proc) {
 	t.Helper()
 	_, dnsAddr := exitDNS(t)
 	out := exitIP(t)
@@ -126,7 +131,7 @@ func startServes(t *testing.T) (hop1Addr, exitAddr string) {
 	exitAddr = exit.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
 	hop1 := start(t, "serve", "--listen", "127.0.0.1:0", "--allow-private", "--log-format", "json")
 	hop1Addr = hop1.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
-	return hop1Addr, exitAddr
+	return hop1Addr, exitAddr, []*proc{hop1, exit}
 }
 
 // chainOfServes adds a `veilchain run` front end through startServes' hops.
@@ -199,6 +204,36 @@ func TestRunHopFlagWithEmptyChains(t *testing.T) {
 	}
 	run := start(t, "run", "-c", file, "--socks", "127.0.0.1:0", "--hop", "socks5://127.0.0.1:1")
 	run.waitFor(t, "SOCKS5 front end listening")
+}
+
+// TestLogsNameHopsNotDestinations: at info level no process of the chain
+// logs a destination, and a chain failure names the hop by position and
+// address.
+func TestLogsNameHopsNotDestinations(t *testing.T) {
+	curl := requireProgram(t, "curl")
+	dest := newDestination(t)
+	hop1, exit, procs := startServeProcs(t)
+	run := start(t, "run", "--socks", "127.0.0.1:0", "--hop", "socks5://"+hop1,
+		"--hop", "socks5://u:p@"+exit, "--log-format", "json")
+	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	procs = append(procs, run)
+
+	curlGet(t, front, "http://"+destName+":"+dest.port+"/")
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5-hostname", front, "http://unknown.veilchain.test/").CombinedOutput()
+	if err == nil {
+		t.Fatalf("request for an unknown name succeeded: %s", out)
+	}
+	line := run.waitFor(t, "chain failed")
+	if line["hop"] != float64(2) || line["hop_addr"] != exit || line["reply"] != "host unreachable" {
+		t.Fatalf("chain failure logged as %v: want hop 2 (%s), host unreachable", line, exit)
+	}
+	for _, p := range procs {
+		for _, secret := range []string{"veilchain.test", "u:p"} {
+			if log := p.stderr(); strings.Contains(log, secret) {
+				t.Errorf("%s logs %q at info level:\n%s", p.cmd.Args[1], secret, log)
+			}
+		}
+	}
 }
 
 func TestRunRefusesWithoutHops(t *testing.T) {
