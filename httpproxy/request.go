@@ -50,7 +50,7 @@ func readRequest(br *bufio.Reader, maxURI, maxHead int) (*http.Request, error) {
 			case lineNo == 0 && head.Len() == 0 && errors.Is(err, io.EOF):
 				return nil, io.EOF // the client closed between requests
 			}
-			return nil, fmt.Errorf("%w: %v", errMalformed, err)
+			return nil, fmt.Errorf("%w: %w", errMalformed, err)
 		}
 		if lineNo == 0 && len(bytes.TrimRight(line, "\r\n")) == 0 && head.Len() == 0 {
 			lineNo = -1 // RFC 9112 section 2.2: ignore empty lines before a request line
@@ -145,8 +145,12 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	if errors.Is(err, io.EOF) {
-		for { // trailer fields (dropped: they are not forwarded), then CRLF
+		// Trailer fields (dropped: they are not forwarded), then CRLF.
+		for total := 0; ; {
 			line, lerr := readLine(b.br, 8<<10)
+			if total += len(line); lerr == nil && total > 64<<10 {
+				lerr = errors.New("too long")
+			}
 			if lerr != nil {
 				return n, fmt.Errorf("chunked trailer: %w", lerr)
 			}

@@ -1,0 +1,430 @@
+// Package httpproxy is veilchain's HTTP proxy front end: CONNECT tunnels
+// and absolute-form requests (GET http://host/...), sent through the same
+// Dialer as every other front end, with identifying headers removed.
+//
+// It runs its own connection loop instead of net/http's Server: net/http
+// quietly repairs request smuggling attempts (it drops Content-Length next
+// to Transfer-Encoding and unfolds obs-fold) where we must refuse them,
+// and a hijacked conn would give up the raw *net.TCPConn the shared relay
+// splices with. Heads are still parsed by net/http (http.ReadRequest), and
+// requests leave through an http.Transport whose DialContext is the chain.
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/conns"
+)
+
+// Defaults for the zero values of Server's limits.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultMaxHeaderBytes   = 64 << 10
+	DefaultMaxURIBytes      = 8 << 10
+)
+
+// Credentials checks a user name and password (socks.Credentials fits).
+type Credentials interface {
+	Valid(user, password string) bool
+}
+
+// Server is an HTTP/1.1 forward proxy whose connections go through Dialer.
+// Only Dialer is required; the zero value of every other field works.
+type Server struct {
+	Dialer  chain.Dialer
+	Headers HeaderPolicy
+	// Credentials, if set, makes Proxy-Authorization (Basic) mandatory.
+	Credentials Credentials
+	// HandshakeTimeout bounds reading a request head.
+	HandshakeTimeout time.Duration
+	// IdleTimeout bounds a keep-alive wait for the next request, a stalled
+	// body read or write, and the wait for a response head.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request head (431 beyond it), MaxURIBytes
+	// the request line (414).
+	MaxHeaderBytes, MaxURIBytes int
+	Logger                      *slog.Logger
+
+	group     conns.Group
+	transport struct {
+		once sync.Once
+		t    *http.Transport
+	}
+}
+
+// Serve accepts proxy clients on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.group.Serve(ln, s.ServeConn)
+}
+
+// Shutdown stops accepting and waits for live connections until ctx ends,
+// then closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.group.Shutdown(ctx)
+	s.roundTripper().CloseIdleConnections()
+	return err
+}
+
+// ServeConn serves the requests of one client connection and closes it.
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	c := &clientConn{
+		srv:  s,
+		conn: conn,
+		br:   bufio.NewReaderSize(conn, 4096),
+		log:  s.logger().With("client", conn.RemoteAddr().String()),
+	}
+	c.bw = bufio.NewWriterSize(deadlineWriter{conn, s.idleTimeout()}, 4096)
+	// Shutdown interrupts a wait for a request; a request in flight
+	// finishes (or is cut by the relay or transport context).
+	stop := context.AfterFunc(ctx, func() { c.interrupt() })
+	defer stop()
+	for first := true; ; first = false {
+		if !c.serveOne(ctx, first) {
+			return
+		}
+	}
+}
+
+// clientConn is one client connection's state.
+type clientConn struct {
+	srv  *Server
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	waiting bool // between requests, where Shutdown may cut in
+	closing bool
+}
+
+func (c *clientConn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	if c.waiting {
+		c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (c *clientConn) setWaiting(w bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting = w
+	return !c.closing
+}
+
+// serveOne reads and serves one request; it reports whether the
+// connection can carry another.
+func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
+	s := c.srv
+	wait := s.idleTimeout()
+	if first {
+		wait = s.handshakeTimeout()
+	}
+	if !c.setWaiting(true) {
+		return false
+	}
+	c.conn.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.br.Peek(1)
+	if !c.setWaiting(false) || err != nil {
+		return false
+	}
+	c.conn.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
+	req, err := readRequest(c.br, s.maxURI(), s.maxHeader())
+	var netErr net.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+	case errors.As(err, &netErr) && netErr.Timeout():
+		c.writeError(&statusError{http.StatusRequestTimeout, "request head not received in time"}, true, nil)
+		return false
+	default:
+		c.log.Debug("bad request", "err", err)
+		c.writeError(err, true, nil)
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	req.Body = &stallGuard{conn: c.conn, idle: s.idleTimeout(), r: req.Body}
+	if expectsContinue(req) {
+		req.Body = &continueReader{c: c, r: req.Body}
+	}
+
+	if s.Credentials != nil && !s.authorized(req) {
+		keep := !req.Close && req.Method != http.MethodConnect && bodyDone(req)
+		c.writeError(&statusError{http.StatusProxyAuthRequired, "proxy authentication required"}, !keep,
+			http.Header{"Proxy-Authenticate": {`Basic realm="veilchain"`}})
+		return keep
+	}
+	switch {
+	case req.Method == http.MethodConnect:
+		c.serveConnect(ctx, req)
+		return false
+	case req.URL.Host == "":
+		c.writeError(&statusError{http.StatusBadRequest,
+			"veilchain is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port"}, true, nil)
+		return false
+	case !strings.EqualFold(req.URL.Scheme, "http"):
+		c.writeError(&statusError{http.StatusBadRequest,
+			"only http:// URLs are forwarded; use CONNECT for https and other protocols"}, true, nil)
+		return false
+	}
+	return c.forward(ctx, req)
+}
+
+// serveConnect dials req's authority through the chain, says 200, then
+// relays the raw connections.
+func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
+	addr := req.URL.Host
+	if err := chain.CheckAddr(addr); err != nil {
+		c.writeError(err, true, nil)
+		return
+	}
+	target, err := c.srv.Dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		c.dialFailed(err, addr)
+		return
+	}
+	defer target.Close()
+	io.WriteString(c.bw, "HTTP/1.1 200 Connection established\r\n\r\n")
+	if err := c.bw.Flush(); err != nil {
+		return
+	}
+	// Bytes the client sent after its CONNECT belong to the tunnel.
+	if n := c.br.Buffered(); n > 0 {
+		early, _ := c.br.Peek(n)
+		if _, err := target.Write(early); err != nil {
+			return
+		}
+	}
+	c.conn.SetDeadline(time.Time{})
+	up, down, err := chain.Relay(ctx, c.conn, target)
+	c.log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
+}
+
+// forward sends an absolute-form request through the chain and writes the
+// response back; it reports whether the connection can carry another.
+func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
+	dest := req.URL.Host
+	if req.URL.Port() == "" {
+		dest = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	if err := chain.CheckAddr(dest); err != nil {
+		c.writeError(err, true, nil)
+		return false
+	}
+	keepAlive := !req.Close && req.ProtoAtLeast(1, 1)
+	out := &http.Request{
+		Method:        req.Method,
+		URL:           req.URL,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        req.Header,
+		Body:          req.Body,
+		ContentLength: req.ContentLength,
+		Host:          req.URL.Host,
+	}
+	if out.ContentLength == 0 {
+		out.Body = nil
+	}
+	websocket := c.srv.Headers.Clean(out.Header, req.URL)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // or Go adds its own
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := c.srv.roundTripper().RoundTrip(out.WithContext(rctx))
+	if err != nil {
+		c.dialFailed(err, dest)
+		return false
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if !websocket {
+			c.writeError(&statusError{http.StatusBadGateway, "unexpected protocol switch"}, true, nil)
+			return false
+		}
+		c.relayUpgrade(ctx, resp, dest)
+		return false
+	}
+	removeHopByHop(resp.Header)
+	w := &http.Response{
+		Status:        resp.Status,
+		StatusCode:    resp.StatusCode,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        resp.Header,
+		Body:          &flushBeforeRead{r: resp.Body, w: c.bw},
+		ContentLength: resp.ContentLength,
+		Trailer:       resp.Trailer,
+		Close:         !keepAlive,
+		Request:       req,
+	}
+	if resp.ContentLength < 0 && keepAlive {
+		w.TransferEncoding = []string{"chunked"}
+	}
+	if !req.ProtoAtLeast(1, 1) {
+		w.Proto, w.ProtoMinor = "HTTP/1.0", 0
+	}
+	// Write through a plain io.Writer: bufio.Writer.ReadFrom would read
+	// the body into the very buffer flushBeforeRead flushes.
+	if err := w.Write(struct{ io.Writer }{c.bw}); err != nil {
+		c.log.Debug("writing response failed", "err", err)
+		return false
+	}
+	if err := c.bw.Flush(); err != nil {
+		return false
+	}
+	c.log.Debug("forwarded", "dest", dest, "status", resp.StatusCode)
+	// The next request starts after this one's body, whether or not the
+	// destination read it all.
+	return keepAlive && bodyDone(req)
+}
+
+// relayUpgrade passes a 101 response on and relays the upgraded streams.
+func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, dest string) {
+	upstream, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		c.writeError(&statusError{http.StatusBadGateway, "upgrade failed"}, true, nil)
+		return
+	}
+	fmt.Fprintf(c.bw, "HTTP/1.1 %s\r\n", resp.Status)
+	resp.Header.Write(c.bw)
+	io.WriteString(c.bw, "\r\n")
+	if err := c.bw.Flush(); err != nil {
+		return
+	}
+	if n := c.br.Buffered(); n > 0 {
+		early, _ := c.br.Peek(n)
+		if _, err := upstream.Write(early); err != nil {
+			return
+		}
+	}
+	c.conn.SetDeadline(time.Time{})
+	up, down, err := chain.Relay(ctx, c.conn, upstream)
+	c.log.Debug("upgraded connection closed", "dest", dest, "up", up, "down", down, "err", err)
+}
+
+// dialFailed answers a chain failure and logs it: the hop at warn level,
+// the destination only at debug.
+func (c *clientConn) dialFailed(err error, dest string) {
+	c.writeError(err, true, nil)
+	var hop *chain.HopError
+	if errors.As(err, &hop) {
+		c.log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
+	} else {
+		c.log.Info("request failed", "status", statusOf(err))
+	}
+	c.log.Debug("request failed", "dest", dest, "err", err)
+}
+
+// writeError sends the status err maps to, with a short text body.
+func (c *clientConn) writeError(err error, closeConn bool, extra http.Header) {
+	code := statusOf(err)
+	body := "veilchain: " + errorText(err, isLoopback(c.conn.LocalAddr())) + "\n"
+	fmt.Fprintf(c.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n", code, http.StatusText(code), len(body))
+	extra.Write(c.bw)
+	if closeConn {
+		io.WriteString(c.bw, "Connection: close\r\n")
+	}
+	io.WriteString(c.bw, "\r\n")
+	io.WriteString(c.bw, body)
+	if c.bw.Flush() == nil && closeConn {
+		c.lingerClose()
+	}
+}
+
+// lingerClose half-closes and reads what the client is still sending for
+// a moment: closing with unread input makes the kernel send a reset,
+// which can destroy the error response before the client reads it.
+func (c *clientConn) lingerClose() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, c.conn, 256<<10)
+	}
+}
+
+func (s *Server) authorized(req *http.Request) bool {
+	scheme, payload, _ := strings.Cut(req.Header.Get("Proxy-Authorization"), " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
+	if err != nil {
+		return false
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	return ok && s.Credentials.Valid(user, pass)
+}
+
+// roundTripper is the Transport that carries forwarded requests: its
+// connections come from the chain, it keeps them alive per host, and it
+// changes nothing the client sent (no Accept-Encoding, no proxy of its own).
+func (s *Server) roundTripper() *http.Transport {
+	s.transport.once.Do(func() {
+		s.transport.t = &http.Transport{
+			Proxy:                  nil,
+			DialContext:            s.Dialer.DialContext,
+			DisableCompression:     true,
+			MaxIdleConns:           64,
+			MaxIdleConnsPerHost:    8,
+			IdleConnTimeout:        90 * time.Second,
+			ResponseHeaderTimeout:  s.idleTimeout(),
+			ExpectContinueTimeout:  time.Second,
+			MaxResponseHeaderBytes: 256 << 10,
+			TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
+		}
+	})
+	return s.transport.t
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) handshakeTimeout() time.Duration {
+	return orDefault(s.HandshakeTimeout, DefaultHandshakeTimeout)
+}
+
+func (s *Server) idleTimeout() time.Duration { return orDefault(s.IdleTimeout, DefaultIdleTimeout) }
+
+func (s *Server) maxHeader() int { return orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes) }
+
+func (s *Server) maxURI() int { return orDefault(s.MaxURIBytes, DefaultMaxURIBytes) }
+
+func orDefault[T time.Duration | int](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}

@@ -1,0 +1,463 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/veilchain/veilchain/chain"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeChain is a Dialer that stands in for a chain: it records the
+// addresses asked for and connects to one local target, or fails.
+type fakeChain struct {
+	target string
+	err    error
+	dials  atomic.Int32
+	mu     sync.Mutex
+	asked  []string
+}
+
+func (f *fakeChain) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	f.dials.Add(1)
+	f.mu.Lock()
+	f.asked = append(f.asked, addr)
+	f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, f.target)
+}
+
+// origin is a destination web server that records what it received.
+type origin struct {
+	addr string
+	mu   sync.Mutex
+	reqs []*http.Request
+	sums []string
+}
+
+func newOrigin(t *testing.T) *origin {
+	o := &origin{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.addr = ln.Addr().String()
+	srv := &http.Server{Handler: o, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return o
+}
+
+func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := sha256.New()
+	n, _ := io.Copy(h, r.Body)
+	o.mu.Lock()
+	o.reqs = append(o.reqs, r)
+	o.sums = append(o.sums, fmt.Sprintf("%d:%x", n, h.Sum(nil)))
+	o.mu.Unlock()
+	switch r.URL.Path {
+	case "/big":
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.CopyN(w, bytes.NewReader(bigBody), int64(len(bigBody)))
+	case "/ws":
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "not an upgrade", 400)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(conn, brw) // echo
+	default:
+		fmt.Fprintf(w, "ok %s", r.URL.Path)
+	}
+}
+
+func (o *origin) last() (*http.Request, string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.reqs) == 0 {
+		return nil, ""
+	}
+	return o.reqs[len(o.reqs)-1], o.sums[len(o.sums)-1]
+}
+
+var bigBody = func() []byte {
+	b := make([]byte, 8<<20)
+	rand.Read(b)
+	return b
+}()
+
+// startProxy runs srv on loopback until the end of the test.
+func startProxy(t *testing.T, srv *Server) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func proxyClient(t *testing.T, proxy string) *http.Client {
+	u, _ := url.Parse("http://" + proxy)
+	tr := &http.Transport{Proxy: http.ProxyURL(u), DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+func TestForwardStripsIdentifyingHeaders(t *testing.T) {
+	o := newOrigin(t)
+	fc := &fakeChain{target: o.addr}
+	proxy := startProxy(t, &Server{Dialer: fc})
+	req, _ := http.NewRequest("GET", "http://dest.example/page?q=1", nil)
+	req.Header.Set("X-Forwarded-For", "192.0.2.99")
+	req.Header.Set("Via", "1.1 leaky")
+	req.Header.Set("Forwarded", "for=192.0.2.99")
+	req.Header.Set("X-Real-IP", "192.0.2.99")
+	req.Header.Set("From", "me@example.com")
+	req.Header.Set("User-Agent", "test-agent/1")
+	req.Header.Set("Cookie", "session=1")
+	resp, err := proxyClient(t, proxy).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok /page" {
+		t.Fatalf("response %d %q", resp.StatusCode, body)
+	}
+	got, _ := o.last()
+	want := http.Header{"User-Agent": {"test-agent/1"}, "Cookie": {"session=1"}}
+	if fmt.Sprint(got.Header) != fmt.Sprint(want) {
+		t.Fatalf("destination got headers %v, want exactly %v", got.Header, want)
+	}
+	if got.Host != "dest.example" || got.RequestURI != "/page?q=1" {
+		t.Fatalf("destination got Host %q URI %q", got.Host, got.RequestURI)
+	}
+	if fc.asked[0] != "dest.example:80" {
+		t.Fatalf("chain asked for %q, want the name dest.example:80", fc.asked)
+	}
+}
+
+func TestKeepAliveReusesBothSides(t *testing.T) {
+	o := newOrigin(t)
+	fc := &fakeChain{target: o.addr}
+	proxy := startProxy(t, &Server{Dialer: fc})
+	client := proxyClient(t, proxy)
+	reused := 0
+	for i := range 5 {
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if info.Reused {
+				reused++
+			}
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", fmt.Sprintf("http://dest.example/%d", i), nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if reused != 4 {
+		t.Errorf("client reused its proxy connection %d times in 5 requests, want 4", reused)
+	}
+	if n := fc.dials.Load(); n != 1 {
+		t.Errorf("chain dialled %d times for 5 requests to one host, want 1", n)
+	}
+}
+
+func TestBodiesStreamBothWays(t *testing.T) {
+	o := newOrigin(t)
+	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}})
+	client := proxyClient(t, proxy)
+
+	// Chunked upload (unknown length) of 8 MiB.
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < len(bigBody); i += 100_000 {
+			pw.Write(bigBody[i:min(i+100_000, len(bigBody))])
+		}
+		pw.Close()
+	}()
+	resp, err := client.Post("http://dest.example/upload", "application/octet-stream", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_, sum := o.last()
+	if want := fmt.Sprintf("%d:%x", len(bigBody), sha256.Sum256(bigBody)); sum != want {
+		t.Fatalf("destination received %s, want %s", sum, want)
+	}
+
+	// 8 MiB download.
+	resp, err = client.Get("http://dest.example/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != int64(len(bigBody)) || !bytes.Equal(h.Sum(nil), sha256Sum(bigBody)) {
+		t.Fatalf("download: %d bytes, err %v, hash match %v", n, err, bytes.Equal(h.Sum(nil), sha256Sum(bigBody)))
+	}
+}
+
+func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// rawConn opens a connection to the proxy for hand-written requests.
+func rawConn(t *testing.T, proxy string) (net.Conn, *bufio.Reader) {
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+func TestExpectContinue(t *testing.T) {
+	o := newOrigin(t)
+	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}})
+	c, br := rawConn(t, proxy)
+	io.WriteString(c, "PUT http://dest.example/up HTTP/1.1\r\nHost: dest.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("first line %q, %v: want 100 Continue before the body is sent", line, err)
+	}
+	br.ReadString('\n') // blank line after 100
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("response %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, sum := o.last(); !strings.HasPrefix(sum, "5:") {
+		t.Fatalf("destination got body %s", sum)
+	}
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	o := newOrigin(t)
+	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}})
+	c, br := rawConn(t, proxy)
+	io.WriteString(c, "GET http://dest.example/ws HTTP/1.1\r\nHost: dest.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 192.0.2.9\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("response %v, %v", resp, err)
+	}
+	io.WriteString(c, "frame bytes")
+	buf := make([]byte, len("frame bytes"))
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "frame bytes" {
+		t.Fatalf("echo over the upgraded connection: %q, %v", buf, err)
+	}
+	got, _ := o.last()
+	if got.Header.Get("X-Forwarded-For") != "" || got.Header.Get("Sec-Websocket-Key") != "x" {
+		t.Fatalf("destination got headers %v", got.Header)
+	}
+}
+
+func TestConnectTunnel(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		c, err := echo.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	fc := &fakeChain{target: echo.Addr().String()}
+	proxy := startProxy(t, &Server{Dialer: fc})
+	c, br := rawConn(t, proxy)
+	// The first tunnel bytes come in the same write as the CONNECT.
+	io.WriteString(c, "CONNECT dest.example:443 HTTP/1.1\r\nHost: dest.example:443\r\n\r\nearly")
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("response %v, %v", resp, err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "early" {
+		t.Fatalf("tunnel echo %q, %v", buf, err)
+	}
+	if fc.asked[0] != "dest.example:443" {
+		t.Fatalf("chain asked for %q", fc.asked)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	long := strings.Repeat("a", 9000)
+	tests := []struct {
+		name string
+		req  string
+		code int
+	}{
+		{"CL and TE", "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"TE and CL, other case", "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n", 400},
+		{"two different Content-Lengths", "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400},
+		{"obs-fold", "GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\nX-A: a\r\n  folded\r\n\r\n", 400},
+		{"unsupported Transfer-Encoding", "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+		{"URI too long", "GET http://d.example/" + long + " HTTP/1.1\r\nHost: d.example\r\n\r\n", 414},
+		{"headers too large", "GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 1000)+"\r\n", 70) + "\r\n", 431},
+		{"origin-form to the proxy", "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400},
+		{"https absolute-form", "GET https://d.example/ HTTP/1.1\r\nHost: d.example\r\n\r\n", 400},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
+		{"CONNECT without port", "CONNECT d.example HTTP/1.1\r\nHost: d.example\r\n\r\n", 400},
+		{"CONNECT to 0.0.0.0", "CONNECT 0.0.0.0:80 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"name that is a local address", "GET http://127.1/ HTTP/1.1\r\nHost: 127.1\r\n\r\n", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := &fakeChain{target: "127.0.0.1:1"}
+			proxy := startProxy(t, &Server{Dialer: fc})
+			c, br := rawConn(t, proxy)
+			io.WriteString(c, tt.req)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading response: %v", err)
+			}
+			io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.code {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.code)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("connection not closed after %d: %v", tt.code, err)
+			}
+			if n := fc.dials.Load(); n != 0 {
+				t.Fatalf("the chain was dialled %d times", n)
+			}
+		})
+	}
+}
+
+func TestChainFailureStatuses(t *testing.T) {
+	hopErr := func(err error) error { return &chain.HopError{Index: 1, Addr: "198.51.100.7:9002", Err: err} }
+	tests := []struct {
+		name string
+		err  error
+		code int
+		text string
+	}{
+		{"destination refused", hopErr(fmt.Errorf("reaching the destination: %w", &chain.ReplyError{Code: 5})), 502, "hop 2 (198.51.100.7:9002): reaching the destination: connection refused"},
+		{"exit forbids", hopErr(&chain.ReplyError{Code: 2}), 403, "hop 2"},
+		{"hop timed out", hopErr(fmt.Errorf("handshake timed out: %w", context.DeadlineExceeded)), 504, "hop 2"},
+		{"hop auth", hopErr(fmt.Errorf("%w: user refused", chain.ErrHopAuth)), 502, "hop rejected authentication"},
+	}
+	for _, tt := range tests {
+		for _, method := range []string{"GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n\r\n", "CONNECT d.example:443 HTTP/1.1\r\nHost: d.example:443\r\n\r\n"} {
+			t.Run(tt.name+" "+method[:4], func(t *testing.T) {
+				proxy := startProxy(t, &Server{Dialer: &fakeChain{err: tt.err}})
+				c, br := rawConn(t, proxy)
+				io.WriteString(c, method)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != tt.code || !strings.Contains(string(body), tt.text) {
+					t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, body, tt.code, tt.text)
+				}
+			})
+		}
+	}
+}
+
+// TestErrorTextOffLoopback: on a non-loopback listener, error texts name
+// the hop by position and never by address.
+func TestErrorTextOffLoopback(t *testing.T) {
+	for _, err := range []error{
+		&chain.HopError{Index: 0, Addr: "10.1.2.3:1080", Err: &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 1080}, Err: errors.New("connect: connection refused")}},
+		&chain.HopError{Index: 1, Addr: "10.1.2.4:1080", Err: fmt.Errorf("reaching the destination: %w", &chain.ReplyError{Code: 4})},
+		&chain.HopError{Index: 1, Addr: "10.1.2.4:1080", Err: fmt.Errorf("read tcp 10.0.0.1:5->10.1.2.4:1080: %w", context.DeadlineExceeded)},
+	} {
+		text := errorText(err, false)
+		if strings.Contains(text, "10.") || !strings.HasPrefix(text, "hop ") {
+			t.Errorf("errorText(%v) = %q", err, text)
+		}
+	}
+}
+
+func TestProxyAuth(t *testing.T) {
+	o := newOrigin(t)
+	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}, Credentials: creds{"alice": "pw"}})
+	for _, tt := range []struct {
+		user string
+		code int
+	}{{"", 407}, {"alice:nope", 407}, {"bob:pw", 407}, {"alice:pw", 200}} {
+		c, br := rawConn(t, proxy)
+		auth := ""
+		if tt.user != "" {
+			auth = "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(tt.user)) + "\r\n"
+		}
+		io.WriteString(c, "GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n"+auth+"\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("credentials %q: status %d, want %d", tt.user, resp.StatusCode, tt.code)
+		}
+		if tt.code == 407 && resp.Header.Get("Proxy-Authenticate") == "" {
+			t.Errorf("407 without Proxy-Authenticate")
+		}
+	}
+	if got, _ := o.last(); got.Header.Get("Proxy-Authorization") != "" {
+		t.Fatal("Proxy-Authorization was forwarded to the destination")
+	}
+}
+
+type creds map[string]string
+
+func (c creds) Valid(u, p string) bool { return c[u] == p && p != "" }
+
+func TestSlowClientIsDropped(t *testing.T) {
+	proxy := startProxy(t, &Server{Dialer: &fakeChain{}, HandshakeTimeout: 200 * time.Millisecond})
+	c, br := rawConn(t, proxy)
+	io.WriteString(c, "GET http://d.example/ HTTP/1.1\r\nHost: d.exa") // and then nothing
+	begin := time.Now()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 408 {
+		t.Fatalf("response %v, %v: want 408", resp, err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("dropped after %v", d)
+	}
+}
