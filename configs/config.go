@@ -30,6 +30,7 @@ type Config struct {
 	Timeouts  Timeouts         `yaml:"timeouts"`
 	Listeners []Listener       `yaml:"listeners"`
 	Chains    map[string]Chain `yaml:"chains"`
+	HTTPProxy HTTPProxy        `yaml:"http_proxy"`
 
 	file string     // where it came from, for error messages
 	root *yaml.Node // the parsed file, for line numbers
@@ -45,13 +46,25 @@ type Log struct {
 type Timeouts struct {
 	Connect       time.Duration `yaml:"connect"`
 	Handshake     time.Duration `yaml:"handshake"`
+	Idle          time.Duration `yaml:"idle"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
-// Listener is a local front end and the chain its connections take.
+// HTTPProxy is what the HTTP front end does to plain-HTTP requests.
+type HTTPProxy struct {
+	UserAgent      string   `yaml:"user_agent"`
+	AcceptLanguage string   `yaml:"accept_language"`
+	Referer        string   `yaml:"referer"`
+	DropHeaders    []string `yaml:"drop_headers"`
+	MaxHeaderBytes int      `yaml:"max_header_bytes"`
+	MaxURIBytes    int      `yaml:"max_uri_bytes"`
+}
+
+// Listener is a set of local front ends and the chain their connections take.
 type Listener struct {
 	Name  string `yaml:"name"`
 	Socks string `yaml:"socks"`
+	HTTP  string `yaml:"http"`
 	Chain string `yaml:"chain"`
 }
 
@@ -204,7 +217,7 @@ func (c *Config) Validate() error {
 	for _, t := range []struct {
 		key string
 		d   time.Duration
-	}{{"connect", c.Timeouts.Connect}, {"handshake", c.Timeouts.Handshake}, {"shutdown_grace", c.Timeouts.ShutdownGrace}} {
+	}{{"connect", c.Timeouts.Connect}, {"handshake", c.Timeouts.Handshake}, {"idle", c.Timeouts.Idle}, {"shutdown_grace", c.Timeouts.ShutdownGrace}} {
 		if t.d <= 0 {
 			add([]any{"timeouts", t.key}, "must be positive, got %v", t.d)
 		}
@@ -221,16 +234,30 @@ func (c *Config) Validate() error {
 			add(at("name"), "%q is used twice", l.Name)
 		}
 		names[l.Name] = true
-		if l.Socks == "" {
-			add(at("socks"), "missing: give an address such as 127.0.0.1:1080")
-		} else if _, _, err := net.SplitHostPort(l.Socks); err != nil {
-			add(at("socks"), "%q is not host:port", l.Socks)
+		if l.Socks == "" && l.HTTP == "" {
+			add(at("socks"), "missing: give socks, http or both, such as 127.0.0.1:1080 and 127.0.0.1:8118")
+		}
+		for _, f := range [][2]string{{"socks", l.Socks}, {"http", l.HTTP}} {
+			if _, _, err := net.SplitHostPort(f[1]); f[1] != "" && err != nil {
+				add(at(f[0]), "%q is not host:port", f[1])
+			}
 		}
 		if l.Chain == "" {
 			add(at("chain"), "missing")
 		}
 		// A listener may name a chain that does not exist yet: flags can
 		// supply it (run --hop), and run refuses to start if none does.
+	}
+	switch c.HTTPProxy.Referer {
+	case "origin", "drop", "keep":
+	default:
+		add([]any{"http_proxy", "referer"}, "%q is not origin, drop or keep", c.HTTPProxy.Referer)
+	}
+	if c.HTTPProxy.MaxHeaderBytes < 1024 {
+		add([]any{"http_proxy", "max_header_bytes"}, "must be at least 1024")
+	}
+	if c.HTTPProxy.MaxURIBytes < 256 || c.HTTPProxy.MaxURIBytes > c.HTTPProxy.MaxHeaderBytes {
+		add([]any{"http_proxy", "max_uri_bytes"}, "must be between 256 and max_header_bytes")
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Chains)) {
 		ch := c.Chains[name]

@@ -10,7 +10,8 @@ import (
 func TestDefaultAndExample(t *testing.T) {
 	d := Default()
 	if d.Log.Level != "info" || d.Timeouts.Handshake != 10*time.Second || len(d.Listeners) != 1 ||
-		d.Listeners[0].Socks != "127.0.0.1:1080" || len(d.Chains) != 0 {
+		d.Listeners[0].Socks != "127.0.0.1:1080" || d.Listeners[0].HTTP != "127.0.0.1:8118" || len(d.Chains) != 0 ||
+		d.HTTPProxy.Referer != "origin" || d.HTTPProxy.MaxHeaderBytes != 64<<10 {
 		t.Fatalf("unexpected default: %+v", d)
 	}
 	c, err := Load("example.yaml")
@@ -27,7 +28,7 @@ func TestDefaultAndExample(t *testing.T) {
 	if c.Listeners[0].Name != "desktop" || len(c.Listeners) != 1 {
 		t.Fatalf("listeners = %+v", c.Listeners)
 	}
-	if c.Where("chains", "two-hops", "hops", 1) != "example.yaml:16" {
+	if c.Where("chains", "two-hops", "hops", 1) != "example.yaml:18" {
 		t.Fatalf("Where = %s", c.Where("chains", "two-hops", "hops", 1))
 	}
 	if _, err := Load(filepath.Join("testdata", "direct.yaml")); err != nil {
@@ -46,10 +47,13 @@ func TestLoadErrorsNameFileLineAndField(t *testing.T) {
 		{"bad-listener.yaml", []string{
 			`bad-listener.yaml:2: log.level: "loud" is not one of`,
 			`bad-listener.yaml:5: listeners[0].socks: "localhost" is not host:port`,
-			`bad-listener.yaml:7: listeners[1].name: "a" is used twice`,
-			`bad-listener.yaml:7: listeners[1].socks: missing`,
-			`bad-listener.yaml:11: chains.main.direct: a chain is either direct or has hops`,
-			`bad-listener.yaml:13: chains.empty.hops: no hops`,
+			`bad-listener.yaml:6: listeners[0].http: "8118" is not host:port`,
+			`bad-listener.yaml:8: listeners[1].name: "a" is used twice`,
+			`bad-listener.yaml:8: listeners[1].socks: missing`,
+			`bad-listener.yaml:12: chains.main.direct: a chain is either direct or has hops`,
+			`bad-listener.yaml:14: chains.empty.hops: no hops`,
+			`bad-listener.yaml:16: http_proxy.referer: "sometimes" is not origin, drop or keep`,
+			`bad-listener.yaml:17: http_proxy.max_uri_bytes: must be between`,
 		}},
 		{"not-yaml.yaml", []string{"not-yaml.yaml:"}},
 		{"missing.yaml", []string{"missing.yaml", "no such file"}},

@@ -137,11 +137,19 @@ func startServeProcs(t *testing.T) (hop1Addr, exitAddr string, procs []*proc) {
 // chainOfServes adds a `veilchain run` front end through startServes' hops.
 func chainOfServes(t *testing.T) (front string, run *proc) {
 	t.Helper()
-	hop1, exit := startServes(t)
-	run = start(t, "run", "--socks", "127.0.0.1:0", "--hop", "socks5://"+hop1,
-		"--hop", "socks5://u:p@"+exit, "--log-format", "json")
-	front = run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	front, _, run = frontEnds(t)
 	return front, run
+}
+
+// frontEnds is chainOfServes with the HTTP front end's address too.
+func frontEnds(t *testing.T) (socksAddr, httpAddr string, run *proc) {
+	t.Helper()
+	hop1, exit := startServes(t)
+	run = start(t, "run", "--socks", "127.0.0.1:0", "--http", "127.0.0.1:0", "--hop", "socks5://"+hop1,
+		"--hop", "socks5://u:p@"+exit, "--log-format", "json")
+	socksAddr = run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	httpAddr = run.waitFor(t, "HTTP proxy front end listening")["addr"].(string)
+	return socksAddr, httpAddr, run
 }
 
 // curlGet fetches url through a SOCKS5 front end, the name sent as a name.
@@ -202,7 +210,7 @@ func TestRunHopFlagWithEmptyChains(t *testing.T) {
 	if err := os.WriteFile(file, []byte("log:\n  format: json\nchains:\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run := start(t, "run", "-c", file, "--socks", "127.0.0.1:0", "--hop", "socks5://127.0.0.1:1")
+	run := start(t, "run", "-c", file, "--socks", "127.0.0.1:0", "--http", "", "--hop", "socks5://127.0.0.1:1")
 	run.waitFor(t, "SOCKS5 front end listening")
 }
 
@@ -213,7 +221,7 @@ func TestLogsNameHopsNotDestinations(t *testing.T) {
 	curl := requireProgram(t, "curl")
 	dest := newDestination(t)
 	hop1, exit, procs := startServeProcs(t)
-	run := start(t, "run", "--socks", "127.0.0.1:0", "--hop", "socks5://"+hop1,
+	run := start(t, "run", "--socks", "127.0.0.1:0", "--http", "", "--hop", "socks5://"+hop1,
 		"--hop", "socks5://u:p@"+exit, "--log-format", "json")
 	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
 	procs = append(procs, run)
@@ -343,13 +351,27 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	exitIP(t)
-	out, err := exec.Command(veilchain(t), "demo", "--once", "--socks", "127.0.0.1:0").CombinedOutput()
+	out, err := exec.Command(veilchain(t), "demo", "--once", "--socks", "127.0.0.1:0", "--http", "127.0.0.1:0").CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"peer address: 127.0.0.2:", "(the exit; the client is 127.0.0.1)", "User-Agent:", "only the exit's resolver knows dest.demo.test; it was asked"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
+	// Through SOCKS the client's headers arrive unchanged; through the
+	// HTTP front end they are gone.
+	socksPart, httpPart, ok := strings.Cut(string(out), "through http://")
+	if !ok {
+		t.Fatalf("demo made no request through the HTTP front end:\n%s", out)
+	}
+	for _, want := range []string{"peer address: 127.0.0.2:", "(the exit; the client is 127.0.0.1)", "X-Forwarded-For: 203.0.113.7"} {
+		if !strings.Contains(socksPart, want) {
+			t.Errorf("demo's SOCKS part lacks %q:\n%s", want, out)
 		}
+	}
+	for _, want := range []string{"peer address: 127.0.0.2:", "User-Agent:", "only the exit's resolver knows dest.demo.test"} {
+		if !strings.Contains(httpPart, want) {
+			t.Errorf("demo's HTTP part lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(httpPart, "203.0.113.7") || strings.Contains(httpPart, "leaky-proxy") {
+		t.Errorf("identifying headers reached the destination through the HTTP front end:\n%s", out)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -55,7 +56,12 @@ type destination struct {
 	headers []http.Header
 }
 
-func newDestination(t *testing.T) *destination {
+func newDestination(t *testing.T) *destination { return newDest(t, false) }
+
+// newTLSDestination is a destination that speaks HTTPS (self-signed).
+func newTLSDestination(t *testing.T) *destination { return newDest(t, true) }
+
+func newDest(t *testing.T, useTLS bool) *destination {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,9 +88,24 @@ func newDestination(t *testing.T) *destination {
 			}
 		},
 	}
+	if useTLS {
+		ts := httptest.NewUnstartedServer(srv.Handler)
+		ts.Listener.Close()
+		ts.Listener = ln
+		ts.Config = srv
+		ts.StartTLS()
+		t.Cleanup(ts.Close)
+		return d
+	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return d
+}
+
+func (d *destination) seenHeaders() []http.Header {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]http.Header(nil), d.headers...)
 }
 
 func (d *destination) seenPeers() []string {

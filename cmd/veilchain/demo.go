@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -33,54 +35,57 @@ func demoCommand() *cli.Command {
 		Name:  "demo",
 		Usage: "run a whole chain on this machine and show what the destination sees",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "socks", Usage: "front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:1080"},
-			&cli.BoolFlag{Name: "once", Usage: "exit after the first request instead of serving until Ctrl-C"},
+			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:1080"},
+			&cli.StringFlag{Name: "http", Usage: "HTTP proxy front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:8118"},
+			&cli.BoolFlag{Name: "once", Usage: "exit after the demo requests instead of serving until Ctrl-C"},
 		}, logFlags...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
 			if err != nil {
 				return err
 			}
-			if !isLoopback(c.String("socks")) {
-				return fmt.Errorf("--socks %s: the demo's hops reach loopback and private addresses, so its front end listens on loopback only", c.String("socks"))
+			for _, f := range []string{"socks", "http"} {
+				if !isLoopback(c.String(f)) {
+					return fmt.Errorf("--%s %s: the demo's hops reach loopback and private addresses, so its front ends listen on loopback only", f, c.String(f))
+				}
 			}
 			d := &demo{out: os.Stdout, log: log}
 			defer d.close()
-			if err := d.start(c.String("socks")); err != nil {
+			if err := d.start(c.String("socks"), c.String("http")); err != nil {
 				return err
 			}
-			if err := d.request(c.Context); err != nil {
+			if err := d.requests(c.Context); err != nil {
 				return err
 			}
 			if c.Bool("once") {
 				return nil
 			}
-			fmt.Fprintf(d.out, "\nServing until Ctrl-C. Try:\n  curl --socks5-hostname %s http://%s/\n", d.front, d.destAddr)
-			fmt.Fprintf(d.out, "(curl --socks5, which resolves the name on this machine, fails: this machine cannot resolve %s)\n", demoName)
+			fmt.Fprintf(d.out, "\nServing until Ctrl-C. Try:\n  curl --socks5-hostname %s http://%s/\n  curl -x http://%s -H 'X-Forwarded-For: 203.0.113.7' http://%s/\n",
+				d.socks, d.destAddr, d.http, d.destAddr)
+			fmt.Fprintf(d.out, "(curl --socks5, which resolves the name on this machine, fails: only the exit can resolve %s)\n", demoName)
 			<-c.Context.Done()
 			return nil
 		},
 	}
 }
 
-// demo is a destination, the exit's DNS server, two hops and a front end,
-// all on loopback. The exit sends from 127.0.0.2 when it can, so the
+// demo is a destination, the exit's DNS server, two hops and two front
+// ends, all on loopback. The exit sends from 127.0.0.2 when it can, so the
 // destination's view of its peer differs from the client's own 127.0.0.1.
 type demo struct {
-	out      io.Writer
-	log      *slog.Logger
-	front    string // front end address
-	destAddr string // demoName:port
-	exitIP   string
-	dns      resolver.Zone
-	closers  []func()
+	out         io.Writer
+	log         *slog.Logger
+	socks, http string // front end addresses
+	destAddr    string // demoName:port
+	exitIP      string
+	dns         resolver.Zone
+	closers     []func()
 
 	mu   sync.Mutex
 	seen *http.Request // last request the destination got
-	peer string
 }
 
-func (d *demo) start(frontAddr string) error {
+func (d *demo) start(socksAddr, httpAddr string) error {
 	d.exitIP = "127.0.0.2"
 	if ln, err := net.Listen("tcp", d.exitIP+":0"); err != nil {
 		d.exitIP = "127.0.0.1" // no 127.0.0.2 on this system's loopback
@@ -109,11 +114,12 @@ func (d *demo) start(frontAddr string) error {
 	exit, err := d.listen("127.0.0.1:0", &socks.Server{
 		Dialer:      &chain.Exit{AllowPrivate: true, LocalIP: netip.MustParseAddr(d.exitIP), Resolver: dnsResolver(dnsAddr)},
 		Credentials: socks.Credentials{"demo": "demo-password"},
+		Logger:      d.log,
 	})
 	if err != nil {
 		return err
 	}
-	hop1, err := d.listen("127.0.0.1:0", &socks.Server{Dialer: &chain.Exit{AllowPrivate: true}})
+	hop1, err := d.listen("127.0.0.1:0", &socks.Server{Dialer: &chain.Exit{AllowPrivate: true}, Logger: d.log})
 	if err != nil {
 		return err
 	}
@@ -121,25 +127,23 @@ func (d *demo) start(frontAddr string) error {
 		&chain.SOCKS5{Address: hop1},
 		&chain.SOCKS5{Address: exit, User: "demo", Password: "demo-password"},
 	}}
-	d.front, err = d.listen(frontAddr, &socks.Server{Dialer: c})
-	if err != nil {
-		if d.front, err = d.listen("127.0.0.1:0", &socks.Server{Dialer: c}); err != nil {
-			return err
-		}
-		fmt.Fprintf(d.out, "(%s is taken; the front end uses %s)\n", frontAddr, d.front)
+	if d.socks, err = d.listenAnyPort(socksAddr, &socks.Server{Dialer: c, Logger: d.log}); err != nil {
+		return err
 	}
-	fmt.Fprintf(d.out, "Chain:  client -> front end %s -> hop 1 %s -> exit %s (sends from %s) -> %s\n",
-		d.front, hop1, exit, d.exitIP, d.destAddr)
+	if d.http, err = d.listenAnyPort(httpAddr, &httpproxy.Server{Dialer: c, Logger: d.log}); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "Chain:  client -> front end (SOCKS5 %s, HTTP %s) -> hop 1 %s -> exit %s (sends from %s) -> %s\n",
+		d.socks, d.http, hop1, exit, d.exitIP, d.destAddr)
 	return nil
 }
 
 // listen starts srv on addr and returns the bound address.
-func (d *demo) listen(addr string, srv *socks.Server) (string, error) {
+func (d *demo) listen(addr string, srv frontEnd) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}
-	srv.Logger = d.log
 	go srv.Serve(ln)
 	d.closers = append(d.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -147,6 +151,19 @@ func (d *demo) listen(addr string, srv *socks.Server) (string, error) {
 		srv.Shutdown(ctx)
 	})
 	return ln.Addr().String(), nil
+}
+
+// listenAnyPort is listen, falling back to a free port when addr is taken.
+func (d *demo) listenAnyPort(addr string, srv frontEnd) (string, error) {
+	bound, err := d.listen(addr, srv)
+	if err == nil {
+		return bound, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if bound, err = d.listen(net.JoinHostPort(host, "0"), srv); err == nil {
+		fmt.Fprintf(d.out, "(%s is taken; using %s)\n", addr, bound)
+	}
+	return bound, err
 }
 
 func (d *demo) close() {
@@ -157,52 +174,68 @@ func (d *demo) close() {
 
 func (d *demo) serveDest(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
-	d.seen, d.peer = r, r.RemoteAddr
+	d.seen = r
 	d.mu.Unlock()
 	fmt.Fprintf(w, "Hello from the destination. I see you as %s.\n", r.RemoteAddr)
 }
 
-// request fetches the destination by name through the front end with an
-// independent SOCKS5 client (golang.org/x/net/proxy), headers included
-// that a client might leak, and prints what the destination saw.
-func (d *demo) request(ctx context.Context) error {
-	sd, err := proxy.SOCKS5("tcp", d.front, nil, proxy.Direct)
+// requests fetches the destination by name through each front end, with
+// headers a leaky client or proxy might add, and prints what it saw.
+func (d *demo) requests(ctx context.Context) error {
+	sd, err := proxy.SOCKS5("tcp", d.socks, nil, proxy.Direct)
 	if err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		Proxy:       nil,
-		DialContext: sd.(proxy.ContextDialer).DialContext,
-	}}
-	defer client.CloseIdleConnections()
+	viaSOCKS := &http.Transport{DialContext: sd.(proxy.ContextDialer).DialContext}
+	viaHTTP := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: d.http})}
+	for _, r := range []struct {
+		what, note string
+		tr         *http.Transport
+	}{
+		{"socks5h://" + d.socks, "SOCKS carries bytes end to end: what the client sends arrives unchanged", viaSOCKS},
+		{"http://" + d.http, "the HTTP front end removed the identifying headers and added none", viaHTTP},
+	} {
+		if err := d.request(ctx, r.tr, r.what, r.note); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(d.out, "\nDNS: only the exit's resolver knows %s, and it was asked %d time(s): the name was resolved at the exit.\n",
+		demoName, d.dns.Queries(demoName))
+	return nil
+}
+
+func (d *demo) request(ctx context.Context, tr *http.Transport, what, note string) error {
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+d.destAddr+"/", nil)
 	if err != nil {
 		return err
 	}
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("Via", "1.1 leaky-proxy")
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("request through the chain: %w", err)
+		return fmt.Errorf("request through %s: %w", what, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 
 	d.mu.Lock()
-	seen, peer := d.seen, d.peer
+	seen := d.seen
 	d.mu.Unlock()
 	if seen == nil {
 		return errors.New("the destination saw no request")
 	}
-	fmt.Fprintf(d.out, "Client: GET http://%s/ through socks5h://%s -> %s", d.destAddr, d.front, body)
-	fmt.Fprintf(d.out, "\nWhat the destination saw:\n  peer address: %s", peer)
-	if host, _, _ := net.SplitHostPort(peer); host == d.exitIP && d.exitIP != "127.0.0.1" {
+	fmt.Fprintf(d.out, "\nClient: GET http://%s/ with X-Forwarded-For and Via, through %s -> %s", d.destAddr, what, body)
+	fmt.Fprintf(d.out, "What the destination saw:\n  peer address: %s", seen.RemoteAddr)
+	if host, _, _ := net.SplitHostPort(seen.RemoteAddr); host == d.exitIP && d.exitIP != "127.0.0.1" {
 		fmt.Fprint(d.out, "  (the exit; the client is 127.0.0.1)")
 	}
 	fmt.Fprintf(d.out, "\n  request:      %s %s\n  headers:\n", seen.Method, seen.RequestURI)
 	for _, k := range slices.Sorted(maps.Keys(seen.Header)) {
 		fmt.Fprintf(d.out, "    %s: %s\n", k, strings.Join(seen.Header[k], ", "))
 	}
-	fmt.Fprintf(d.out, "DNS: only the exit's resolver knows %s; it was asked %d time(s).\n",
-		demoName, d.dns.Queries(demoName))
+	fmt.Fprintf(d.out, "  (%s)\n", note)
 	return nil
 }
 

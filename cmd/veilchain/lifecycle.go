@@ -11,13 +11,16 @@ import (
 	"github.com/veilchain/veilchain/internal/conns"
 )
 
+// frontEnd is what socks.Server and httpproxy.Server have in common.
+type frontEnd interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
 // server is a front end bound to its listener.
 type server struct {
-	srv interface {
-		Serve(net.Listener) error
-		Shutdown(context.Context) error
-	}
-	ln net.Listener
+	srv frontEnd
+	ln  net.Listener
 }
 
 // serveUntilDone serves until ctx ends (SIGINT/SIGTERM) or a listener

@@ -13,6 +13,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/configs"
+	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/socks"
 )
 
@@ -24,7 +25,8 @@ func runCommand() *cli.Command {
 			"Example: veilchain run --socks 127.0.0.1:1080 --hop socks5://127.0.0.1:9001 --hop socks5://user:pass@127.0.0.1:9002",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
-			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener"},
+			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:1080 or the config's"},
+			&cli.StringFlag{Name: "http", Usage: "HTTP proxy listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:8118 or the config's"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
@@ -55,22 +57,48 @@ func runAction(c *cli.Context) error {
 		}
 	}()
 	for _, l := range cfg.Listeners {
-		if !isLoopback(l.Socks) && !c.Bool("allow-open") {
-			return fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
-				"Listen on 127.0.0.1, or give --allow-open", l.Name, l.Socks)
+		llog := log.With("listener", l.Name)
+		for _, fe := range []struct {
+			kind, addr string
+			srv        func() frontEnd
+		}{
+			{"SOCKS5", l.Socks, func() frontEnd {
+				return &socks.Server{Dialer: dialers[l.Chain], HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
+			}},
+			{"HTTP proxy", l.HTTP, func() frontEnd { return newHTTPProxy(cfg, dialers[l.Chain], llog) }},
+		} {
+			if fe.addr == "" {
+				continue
+			}
+			if !isLoopback(fe.addr) && !c.Bool("allow-open") {
+				return fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
+					"Listen on 127.0.0.1, or give --allow-open", l.Name, fe.addr)
+			}
+			ln, err := net.Listen("tcp", fe.addr)
+			if err != nil {
+				return fmt.Errorf("listener %q: %w", l.Name, err)
+			}
+			servers = append(servers, server{fe.srv(), ln})
+			log.Info(fe.kind+" front end listening", "listener", l.Name, "addr", ln.Addr().String(), "chain", l.Chain)
 		}
-		ln, err := net.Listen("tcp", l.Socks)
-		if err != nil {
-			return fmt.Errorf("listener %q: %w", l.Name, err)
-		}
-		servers = append(servers, server{&socks.Server{
-			Dialer:           dialers[l.Chain],
-			HandshakeTimeout: cfg.Timeouts.Handshake,
-			Logger:           log.With("listener", l.Name),
-		}, ln})
-		log.Info("SOCKS5 front end listening", "listener", l.Name, "addr", ln.Addr().String(), "chain", l.Chain)
 	}
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
+}
+
+// newHTTPProxy builds an HTTP front end from the config.
+func newHTTPProxy(cfg *configs.Config, d chain.Dialer, log *slog.Logger) *httpproxy.Server {
+	h := cfg.HTTPProxy
+	return &httpproxy.Server{
+		Dialer: d,
+		Headers: httpproxy.HeaderPolicy{
+			UserAgent: h.UserAgent, AcceptLanguage: h.AcceptLanguage, Referer: h.Referer, Drop: h.DropHeaders,
+		},
+		HandshakeTimeout: cfg.Timeouts.Handshake,
+		IdleTimeout:      cfg.Timeouts.Idle,
+		MaxHeaderBytes:   h.MaxHeaderBytes,
+		MaxURIBytes:      h.MaxURIBytes,
+		Logger:           log,
+	}
 }
 
 // loadConfig reads -c (or the embedded default) and applies the flags.
@@ -84,6 +112,9 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	}
 	if c.IsSet("socks") {
 		cfg.Listeners[0].Socks = c.String("socks")
+	}
+	if c.IsSet("http") {
+		cfg.Listeners[0].HTTP = c.String("http")
 	}
 	if hops := c.StringSlice("hop"); len(hops) > 0 {
 		for _, h := range hops {
