@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -89,9 +90,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		log:  s.logger().With("client", conn.RemoteAddr().String()),
 	}
 	c.bw = bufio.NewWriterSize(deadlineWriter{conn, s.idleTimeout()}, 4096)
-	// Shutdown interrupts a wait for a request; a request in flight
-	// finishes (or is cut by the relay or transport context).
-	stop := context.AfterFunc(ctx, func() { c.interrupt() })
+	// Shutdown interrupts a wait for a request at once; a request in
+	// flight finishes, or is cut by ctx when the grace period ends.
+	stop := context.AfterFunc(s.group.Draining(), c.interrupt)
 	defer stop()
 	for first := true; ; first = false {
 		if !c.serveOne(ctx, first) {
@@ -190,11 +191,28 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 	return c.forward(ctx, req)
 }
 
+// checkTarget refuses bad addresses and requests for the proxy itself,
+// which a direct chain would otherwise send round in a loop.
+func (c *clientConn) checkTarget(addr string) error {
+	if err := chain.CheckAddr(addr); err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	local, ok := c.conn.LocalAddr().(*net.TCPAddr)
+	if !ok || port != strconv.Itoa(local.Port) {
+		return nil
+	}
+	if ip := net.ParseIP(host); strings.EqualFold(host, "localhost") || ip != nil && (ip.Equal(local.IP) || ip.IsLoopback() && local.IP.IsLoopback()) {
+		return &statusError{http.StatusBadRequest, "request for the proxy itself"}
+	}
+	return nil
+}
+
 // serveConnect dials req's authority through the chain, says 200, then
 // relays the raw connections.
 func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 	addr := req.URL.Host
-	if err := chain.CheckAddr(addr); err != nil {
+	if err := c.checkTarget(addr); err != nil {
 		c.writeError(err, true, nil)
 		return
 	}
@@ -227,7 +245,7 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 	if req.URL.Port() == "" {
 		dest = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
-	if err := chain.CheckAddr(dest); err != nil {
+	if err := c.checkTarget(dest); err != nil {
 		c.writeError(err, true, nil)
 		return false
 	}

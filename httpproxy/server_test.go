@@ -342,13 +342,15 @@ func TestBadRequests(t *testing.T) {
 		{"CONNECT without port", "CONNECT d.example HTTP/1.1\r\nHost: d.example\r\n\r\n", 400},
 		{"CONNECT to 0.0.0.0", "CONNECT 0.0.0.0:80 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"name that is a local address", "GET http://127.1/ HTTP/1.1\r\nHost: 127.1\r\n\r\n", 400},
+		{"absolute-form to the proxy itself", "GET http://PROXY/ HTTP/1.1\r\nHost: PROXY\r\n\r\n", 400},
+		{"CONNECT to the proxy itself", "CONNECT PROXY HTTP/1.1\r\nHost: PROXY\r\n\r\n", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fc := &fakeChain{target: "127.0.0.1:1"}
 			proxy := startProxy(t, &Server{Dialer: fc})
 			c, br := rawConn(t, proxy)
-			io.WriteString(c, tt.req)
+			io.WriteString(c, strings.ReplaceAll(tt.req, "PROXY", proxy))
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
 				t.Fatalf("reading response: %v", err)
@@ -459,5 +461,38 @@ func TestSlowClientIsDropped(t *testing.T) {
 	}
 	if d := time.Since(begin); d > 5*time.Second {
 		t.Fatalf("dropped after %v", d)
+	}
+}
+
+func TestShutdownClosesIdleKeepAlive(t *testing.T) {
+	o := newOrigin(t)
+	srv := &Server{Dialer: &fakeChain{target: o.addr}, IdleTimeout: time.Minute}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	c, br := rawConn(t, ln.Addr().String())
+	io.WriteString(c, "GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	// The connection now idles between requests: Shutdown must not wait
+	// for the idle timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	begin := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	<-served
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection after Shutdown: %v, want EOF", err)
 	}
 }

@@ -53,8 +53,8 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		timeout = DefaultHandshakeTimeout
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
-	// Shutdown cuts a handshake short too, not only a relay.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	// Shutdown cuts a handshake short at once: it has nothing to finish.
+	stop := context.AfterFunc(s.group.Draining(), func() { conn.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReaderSize(conn, 512)
 	dest, err := s.handshake(br, conn)
 	if !stop() {

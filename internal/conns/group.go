@@ -19,16 +19,29 @@ type Group struct {
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
 	wg     sync.WaitGroup
-	ctx    context.Context
+	ctx    context.Context // ends when Shutdown gives up waiting
 	cancel context.CancelFunc
+	drain  context.Context // ends when Shutdown starts
+	stop   context.CancelFunc
 	closed bool
 }
 
 func (g *Group) init() {
 	if g.ctx == nil {
 		g.ctx, g.cancel = context.WithCancel(context.Background())
+		g.drain, g.stop = context.WithCancel(context.Background())
 		g.lns = make(map[net.Listener]struct{})
 	}
+}
+
+// Draining returns a context that ends as soon as Shutdown starts:
+// handlers use it to end connections that are idle or still in their
+// handshake, which have nothing to finish.
+func (g *Group) Draining() context.Context {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.init()
+	return g.drain
 }
 
 // Serve accepts on ln and runs handle for each connection in its own
@@ -95,6 +108,7 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	for ln := range g.lns {
 		ln.Close()
 	}
+	g.stop()
 	g.mu.Unlock()
 
 	idle := make(chan struct{})
