@@ -18,6 +18,8 @@ import (
 type Zone struct {
 	// Records maps a name (any case, with or without the final dot) to its address.
 	Records map[string]netip.Addr
+	// OnQuery, if set, is called with the name of every query.
+	OnQuery func(name string)
 
 	mu      sync.Mutex
 	queries map[string]int
@@ -42,6 +44,9 @@ func (z *Zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	z.queries[name]++
 	z.mu.Unlock()
+	if z.OnQuery != nil {
+		z.OnQuery(name)
+	}
 
 	ip, ok := z.lookup(name)
 	switch {
