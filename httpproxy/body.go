@@ -2,28 +2,111 @@ package httpproxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// stallGuard bounds each read of a request body: a client that stops
-// sending mid-body is cut after the idle timeout instead of holding a
-// goroutine and an upstream connection forever.
-type stallGuard struct {
-	conn net.Conn
-	idle time.Duration
-	r    io.ReadCloser
+// clientBody is a request body on its way to the destination. The
+// Transport reads it from its own goroutine, so what the request's
+// goroutine needs to know afterwards is kept behind a lock.
+//
+// It answers "Expect: 100-continue" the way an origin server would: "100
+// Continue" goes to the client when the body is first read, which the
+// Transport does once the destination has said 100 itself, and never once
+// the final response has begun.
+type clientBody struct {
+	c      *clientConn
+	r      io.ReadCloser // the framed body (lengthBody or chunkedBody)
+	idle   *watchdog
+	expect bool
+
+	mu   sync.Mutex
+	eof  bool
+	cerr error // the first error reading from the client
 }
 
-func (g *stallGuard) Read(p []byte) (int, error) {
-	g.conn.SetReadDeadline(time.Now().Add(g.idle))
-	return g.r.Read(p)
+var errNoContinue = errors.New("final response already begun: body not requested")
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.expect {
+		b.expect = false
+		b.c.wmu.Lock()
+		if b.c.finalStarted {
+			b.c.wmu.Unlock()
+			return 0, errNoContinue
+		}
+		io.WriteString(b.c.bw, "HTTP/1.1 100 Continue\r\n\r\n")
+		err := b.c.bw.Flush()
+		b.c.wmu.Unlock()
+		if err != nil {
+			return 0, b.fail(err)
+		}
+	}
+	// A client that stops sending mid-body is cut after the idle timeout.
+	b.c.conn.SetReadDeadline(time.Now().Add(b.c.srv.idleTimeout()))
+	n, err := b.r.Read(p)
+	b.idle.touch()
+	switch {
+	case errors.Is(err, io.EOF):
+		b.mu.Lock()
+		b.eof = true
+		b.mu.Unlock()
+	case err != nil:
+		return n, b.fail(err)
+	}
+	return n, err
 }
 
-func (g *stallGuard) Close() error { return g.r.Close() }
+func (b *clientBody) fail(err error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cerr == nil {
+		b.cerr = err
+	}
+	return err
+}
+
+// Close is a no-op: the client's connection outlives its request.
+func (b *clientBody) Close() error { return nil }
+
+// finished reports whether the body was read to its end.
+func (b *clientBody) finished() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eof && b.cerr == nil
+}
+
+func (b *clientBody) clientErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cerr
+}
+
+// watchdog cancels a request that makes no progress for its duration.
+type watchdog struct {
+	d      time.Duration
+	t      *time.Timer
+	hasRun atomic.Bool
+}
+
+func newWatchdog(d time.Duration, cancel func()) *watchdog {
+	w := &watchdog{d: d}
+	w.t = time.AfterFunc(d, func() {
+		w.hasRun.Store(true)
+		cancel()
+	})
+	return w
+}
+
+func (w *watchdog) touch()      { w.t.Reset(w.d) }
+func (w *watchdog) stop()       { w.t.Stop() }
+func (w *watchdog) fired() bool { return w.hasRun.Load() }
 
 // deadlineWriter bounds each write to a client that stops reading.
 type deadlineWriter struct {
@@ -36,28 +119,6 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 	return w.conn.Write(p)
 }
 
-// continueReader answers "Expect: 100-continue" the way an origin server
-// would: "100 Continue" goes to the client when the body is first read,
-// which the Transport does once the destination has said 100 itself.
-type continueReader struct {
-	c    *clientConn
-	r    io.ReadCloser
-	sent bool
-}
-
-func (cr *continueReader) Read(p []byte) (int, error) {
-	if !cr.sent {
-		cr.sent = true
-		io.WriteString(cr.c.bw, "HTTP/1.1 100 Continue\r\n\r\n")
-		if err := cr.c.bw.Flush(); err != nil {
-			return 0, err
-		}
-	}
-	return cr.r.Read(p)
-}
-
-func (cr *continueReader) Close() error { return cr.r.Close() }
-
 func expectsContinue(req *http.Request) bool {
 	return req.ProtoAtLeast(1, 1) && req.ContentLength != 0 &&
 		strings.EqualFold(strings.TrimSpace(req.Header.Get("Expect")), "100-continue")
@@ -67,8 +128,9 @@ func expectsContinue(req *http.Request) bool {
 // the upstream body, so a streaming response reaches the client as it
 // arrives while a fast one is still written in full buffers.
 type flushBeforeRead struct {
-	r io.ReadCloser
-	w *bufio.Writer
+	r    io.ReadCloser
+	w    *bufio.Writer
+	idle *watchdog
 }
 
 func (f *flushBeforeRead) Read(p []byte) (int, error) {
@@ -77,24 +139,37 @@ func (f *flushBeforeRead) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return f.r.Read(p)
+	n, err := f.r.Read(p)
+	f.idle.touch()
+	return n, err
 }
 
 func (f *flushBeforeRead) Close() error { return f.r.Close() }
 
-// maxDiscard bounds how much of an unread request body is skipped to keep
-// a connection alive; beyond it, closing is cheaper.
+// upgraded is a WebSocket stream: the Transport's upgraded body, which
+// holds bytes it already buffered, with half-close through the chain's conn.
+type upgraded struct {
+	io.ReadWriteCloser
+	conn net.Conn
+}
+
+func (u *upgraded) CloseWrite() error {
+	if cw, ok := u.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return u.Close()
+}
+
+// maxDiscard bounds how much of an unwanted request body is skipped to
+// keep a connection alive; beyond it, closing is cheaper.
 const maxDiscard = 256 << 10
 
-// bodyDone reads what is left of req's body and reports whether it ended
-// cleanly, so the connection can carry the next request. A body the
-// client still waits to be asked for (100-continue) is not asked for: the
-// connection closes instead.
-func bodyDone(req *http.Request) bool {
-	if cr, ok := req.Body.(*continueReader); ok && !cr.sent {
-		return false
-	}
-	n, err := io.Copy(io.Discard, io.LimitReader(req.Body, maxDiscard+1))
+// drain reads what is left of a body that goes nowhere and reports
+// whether it ended cleanly, so the connection can carry the next request.
+func drain(conn net.Conn, body io.Reader, idle time.Duration) bool {
+	conn.SetReadDeadline(time.Now().Add(idle))
+	defer conn.SetReadDeadline(time.Time{})
+	n, err := io.Copy(io.Discard, io.LimitReader(body, maxDiscard+1))
 	return err == nil && n <= maxDiscard
 }
 

@@ -34,7 +34,7 @@ func (e *statusError) Error() string { return e.text }
 // br, so nothing of the next request is read ahead and lost.
 func readRequest(br *bufio.Reader, maxURI, maxHead int) (*http.Request, error) {
 	var head bytes.Buffer
-	var lengths, encodings int
+	var lengths, encodings, blanks int
 	for lineNo := 0; ; lineNo++ {
 		limit := maxHead - head.Len()
 		if lineNo == 0 {
@@ -53,7 +53,12 @@ func readRequest(br *bufio.Reader, maxURI, maxHead int) (*http.Request, error) {
 			return nil, fmt.Errorf("%w: %w", errMalformed, err)
 		}
 		if lineNo == 0 && len(bytes.TrimRight(line, "\r\n")) == 0 && head.Len() == 0 {
-			lineNo = -1 // RFC 9112 section 2.2: ignore empty lines before a request line
+			// RFC 9112 section 2.2: ignore an empty line or two before a
+			// request line (left over from a client's previous body).
+			if blanks++; blanks > 4 {
+				return nil, errMalformed
+			}
+			lineNo = -1
 			continue
 		}
 		head.Write(line)

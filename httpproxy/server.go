@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,7 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultIdleTimeout      = 60 * time.Second
 	DefaultMaxHeaderBytes   = 64 << 10
-	DefaultMaxURIBytes      = 8 << 10
+	DefaultMaxURIBytes      = 64 << 10
 )
 
 // Credentials checks a user name and password (socks.Credentials fits).
@@ -112,6 +113,11 @@ type clientConn struct {
 	mu      sync.Mutex
 	waiting bool // between requests, where Shutdown may cut in
 	closing bool
+
+	// wmu orders writes to bw between the request's goroutine and the
+	// Transport's, which writes "100 Continue" when it first reads the body.
+	wmu          sync.Mutex
+	finalStarted bool // the final response head is being written: no more 100s
 }
 
 func (c *clientConn) interrupt() {
@@ -123,11 +129,17 @@ func (c *clientConn) interrupt() {
 	}
 }
 
-func (c *clientConn) setWaiting(w bool) bool {
+// setWaiting marks the wait for a request head, with its read deadline
+// set under the same lock as interrupt, so neither can undo the other.
+func (c *clientConn) setWaiting(w bool, deadline time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
 	c.waiting = w
-	return !c.closing
+	c.conn.SetReadDeadline(deadline)
+	return true
 }
 
 // serveOne reads and serves one request; it reports whether the
@@ -138,15 +150,13 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 	if first {
 		wait = s.handshakeTimeout()
 	}
-	if !c.setWaiting(true) {
+	if !c.setWaiting(true, time.Now().Add(wait)) {
 		return false
 	}
-	c.conn.SetReadDeadline(time.Now().Add(wait))
 	_, err := c.br.Peek(1)
-	if !c.setWaiting(false) || err != nil {
+	if !c.setWaiting(false, time.Now().Add(s.handshakeTimeout())) || err != nil {
 		return false
 	}
-	c.conn.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
 	req, err := readRequest(c.br, s.maxURI(), s.maxHeader())
 	var netErr net.Error
 	switch {
@@ -164,13 +174,11 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 		return false
 	}
 	c.conn.SetReadDeadline(time.Time{})
-	req.Body = &stallGuard{conn: c.conn, idle: s.idleTimeout(), r: req.Body}
-	if expectsContinue(req) {
-		req.Body = &continueReader{c: c, r: req.Body}
-	}
 
 	if s.Credentials != nil && !s.authorized(req) {
-		keep := !req.Close && req.Method != http.MethodConnect && bodyDone(req)
+		// A body the client still waits to be asked for (100-continue) is
+		// not asked for: the connection closes instead.
+		keep := !req.Close && req.Method != http.MethodConnect && !expectsContinue(req) && drain(c.conn, req.Body, s.idleTimeout())
 		c.writeError(&statusError{http.StatusProxyAuthRequired, "proxy authentication required"}, !keep,
 			http.Header{"Proxy-Authenticate": {`Basic realm="veilchain"`}})
 		return keep
@@ -250,39 +258,66 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 		return false
 	}
 	keepAlive := !req.Close && req.ProtoAtLeast(1, 1)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Nothing may stall for longer than the idle timeout: not the client's
+	// body, not the destination's answer or its body.
+	idle := newWatchdog(c.srv.idleTimeout(), cancel)
+	defer idle.stop()
 	out := &http.Request{
-		Method:        req.Method,
-		URL:           req.URL,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        req.Header,
-		Body:          req.Body,
-		ContentLength: req.ContentLength,
-		Host:          req.URL.Host,
+		Method:     req.Method,
+		URL:        req.URL,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     req.Header,
+		Host:       req.URL.Host,
 	}
-	if out.ContentLength == 0 {
-		out.Body = nil
+	var body *clientBody
+	if req.ContentLength != 0 {
+		body = &clientBody{c: c, r: req.Body, idle: idle, expect: expectsContinue(req)}
+		out.Body, out.ContentLength = body, req.ContentLength
 	}
 	websocket := c.srv.Headers.Clean(out.Header, req.URL)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""} // or Go adds its own
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var upstream net.Conn // the chain's conn, for an upgrade's half-close
+	if websocket {
+		rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { upstream = info.Conn },
+		})
+	}
 	resp, err := c.srv.roundTripper().RoundTrip(out.WithContext(rctx))
+	c.wmu.Lock()
+	c.finalStarted = true // from here on, only this goroutine writes to the client
+	c.wmu.Unlock()
 	if err != nil {
-		c.dialFailed(err, dest)
+		switch {
+		case body != nil && body.clientErr() != nil:
+			// The client's fault, not the chain's: 408 or 400, not 502.
+			c.log.Debug("client request body failed", "err", body.clientErr())
+			code := http.StatusBadRequest
+			if ne, ok := errors.AsType[net.Error](body.clientErr()); ok && ne.Timeout() {
+				code = http.StatusRequestTimeout
+			}
+			c.writeError(&statusError{code, "request body incomplete"}, true, nil)
+		case idle.fired():
+			c.writeError(&statusError{http.StatusGatewayTimeout, "the destination stalled"}, true, nil)
+		default:
+			c.dialFailed(err, dest)
+		}
 		return false
 	}
 	defer resp.Body.Close()
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
+		idle.stop()
 		if !websocket {
 			c.writeError(&statusError{http.StatusBadGateway, "unexpected protocol switch"}, true, nil)
 			return false
 		}
-		c.relayUpgrade(ctx, resp, dest)
+		c.relayUpgrade(ctx, resp, upstream, dest)
 		return false
 	}
 	removeHopByHop(resp.Header)
@@ -293,7 +328,7 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        resp.Header,
-		Body:          &flushBeforeRead{r: resp.Body, w: c.bw},
+		Body:          &flushBeforeRead{r: resp.Body, w: c.bw, idle: idle},
 		ContentLength: resp.ContentLength,
 		Trailer:       resp.Trailer,
 		Close:         !keepAlive,
@@ -315,18 +350,22 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 		return false
 	}
 	c.log.Debug("forwarded", "dest", dest, "status", resp.StatusCode)
-	// The next request starts after this one's body, whether or not the
-	// destination read it all.
-	return keepAlive && bodyDone(req)
+	// The next request starts where this one's body ends. Only when the
+	// Transport has read the body to its end is that point known, and
+	// nothing else reading c.br: otherwise the connection closes.
+	return keepAlive && (body == nil || body.finished())
 }
 
 // relayUpgrade passes a 101 response on and relays the upgraded streams.
-func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, dest string) {
-	upstream, ok := resp.Body.(io.ReadWriteCloser)
+// It reads and writes through the Transport's upgraded body, which holds
+// any bytes already buffered, and half-closes through the chain's conn.
+func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, conn net.Conn, dest string) {
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		c.writeError(&statusError{http.StatusBadGateway, "upgrade failed"}, true, nil)
 		return
 	}
+	upstream := &upgraded{ReadWriteCloser: rwc, conn: conn}
 	fmt.Fprintf(c.bw, "HTTP/1.1 %s\r\n", resp.Status)
 	resp.Header.Write(c.bw)
 	io.WriteString(c.bw, "\r\n")

@@ -323,7 +323,7 @@ func TestConnectTunnel(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	long := strings.Repeat("a", 9000)
+	long := strings.Repeat("a", 70000)
 	tests := []struct {
 		name string
 		req  string
