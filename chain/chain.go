@@ -80,6 +80,9 @@ func (c *Chain) forward() Dialer {
 // left behind; the deadline is cleared afterwards for the relay.
 func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, next string) (net.Conn, error) {
 	timeout := c.HandshakeTimeout
+	if t, ok := h.(interface{ HandshakeTimeout() time.Duration }); ok {
+		timeout = t.HandshakeTimeout()
+	}
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}

@@ -2,11 +2,15 @@ package chain
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Hop is one upstream proxy.
@@ -18,7 +22,11 @@ type Hop interface {
 	Addr() string
 }
 
-// ParseHop builds a Hop from a URL such as socks5://user:pass@host:1080.
+// ParseHop builds a Hop from a URL: socks5://[user:pass@]host[:port]
+// (socks5h is the same: names always go to the hop), socks4a://[userid@]…,
+// socks4://[userid@]… (IPv4 destinations only), http://[user:pass@]…
+// (CONNECT), https://[user:pass@]…[?ca=FILE&insecure=1&sni=NAME] (CONNECT
+// over TLS). Every scheme takes ?timeout=5s, this hop's handshake timeout.
 // Schemes form a closed set here on purpose: no registry, no fallbacks.
 //
 // The user part is split off by hand, at the last '@', before url.Parse
@@ -55,27 +63,96 @@ func ParseHop(raw string) (Hop, error) {
 	if u.Host == "" || u.Opaque != "" {
 		return nil, fmt.Errorf("hop URL %q: want scheme://[user:pass@]host:port", shown)
 	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("hop URL %q: unexpected path, query or fragment", shown)
+	if u.Path != "" && u.Path != "/" || u.Fragment != "" {
+		return nil, fmt.Errorf("hop URL %q: unexpected path or fragment", shown)
 	}
-	addr, err := hostPort(u, "1080")
+	if hasUser && (len(user) == 0 || len(user) > 255 || len(pass) > 255) {
+		return nil, fmt.Errorf("hop URL %q: user name must be 1-255 bytes and password at most 255", shown)
+	}
+	opts, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("hop URL %q: bad query: %w", shown, err)
+	}
+	scheme = strings.ToLower(u.Scheme)
+	defPort := map[string]string{"socks5": "1080", "socks5h": "1080", "socks4": "1080", "socks4a": "1080", "http": "8080", "https": "443"}[scheme]
+	if defPort == "" {
+		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5, socks5h, socks4, socks4a, http, https)", shown, u.Scheme)
+	}
+	addr, err := hostPort(u, defPort)
 	if err != nil {
 		return nil, fmt.Errorf("hop URL %q: %w", shown, err)
 	}
-	switch strings.ToLower(u.Scheme) {
+	var h Hop
+	switch scheme {
 	case "socks5", "socks5h":
-		h := &SOCKS5{Address: addr}
-		if hasUser {
-			if len(user) == 0 || len(user) > 255 || len(pass) > 255 {
-				return nil, fmt.Errorf("hop URL %q: user name must be 1-255 bytes and password at most 255", shown)
-			}
-			h.User, h.Password = user, pass
+		h = &SOCKS5{Address: addr, User: user, Password: pass}
+	case "socks4", "socks4a":
+		if pass != "" {
+			return nil, fmt.Errorf("hop URL %q: SOCKS4 has a user ID but no password", shown)
 		}
-		return h, nil
-	default:
-		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5, socks5h)", shown, u.Scheme)
+		h = &SOCKS4{Address: addr, UserID: user, A: scheme == "socks4a"}
+	case "http", "https":
+		hc := &HTTPConnect{Address: addr, User: user, Password: pass}
+		if scheme == "https" {
+			if hc.TLS, err = tlsConfig(u.Hostname(), opts); err != nil {
+				return nil, fmt.Errorf("hop URL %q: %w", shown, err)
+			}
+		}
+		h = hc
 	}
+	for key := range opts {
+		switch {
+		case key == "timeout":
+		case scheme == "https" && (key == "ca" || key == "insecure" || key == "sni"):
+		default:
+			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for https also ca, insecure, sni)", shown, key)
+		}
+	}
+	if t := opts.Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("hop URL %q: timeout=%q is not a positive duration such as 5s", shown, t)
+		}
+		h = &timedHop{Hop: h, timeout: d}
+	}
+	return h, nil
 }
+
+// tlsConfig is the TLS to an https:// proxy: verified against the system
+// roots (or the ca= file), for the proxy's name (or sni=). insecure=1
+// turns verification off, for self-signed test setups only.
+func tlsConfig(host string, opts url.Values) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if sni := opts.Get("sni"); sni != "" {
+		cfg.ServerName = sni
+	}
+	if ca := opts.Get("ca"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca: no PEM certificate in %s", ca)
+		}
+	}
+	switch opts.Get("insecure") {
+	case "", "0", "false":
+	case "1", "true":
+		cfg.InsecureSkipVerify = true
+	default:
+		return nil, fmt.Errorf("insecure=%q: want 1 or 0", opts.Get("insecure"))
+	}
+	return cfg, nil
+}
+
+// timedHop gives one hop a handshake timeout of its own (?timeout=).
+type timedHop struct {
+	Hop
+	timeout time.Duration
+}
+
+func (t *timedHop) HandshakeTimeout() time.Duration { return t.timeout }
 
 // redact hides everything before the last '@' after the scheme.
 func redact(raw string) string {

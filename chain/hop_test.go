@@ -23,14 +23,19 @@ func TestParseHop(t *testing.T) {
 		{url: "socks5://[::1]", addr: "[::1]:1080"},
 		{url: "socks5://alice@127.0.0.1:1", addr: "127.0.0.1:1", user: "alice"},
 		{url: "socks9://h:1", wantErr: `unsupported scheme "socks9"`},
-		{url: "http://h:1", wantErr: "unsupported scheme"},
+		{url: "ftp://h:1", wantErr: "unsupported scheme"},
 		{url: "127.0.0.1:1080", wantErr: "want scheme://"},
 		{url: "socks5://", wantErr: "want scheme://"},
 		{url: "socks5://:1080", wantErr: "missing host"},
 		{url: "socks5://h:0", wantErr: "bad port"},
 		{url: "socks5://h:70000", wantErr: "bad port"},
 		{url: "socks5://h:1/path", wantErr: "unexpected path"},
-		{url: "socks5://h:1?x=1", wantErr: "unexpected path"},
+		{url: "socks5://h:1?x=1", wantErr: `unknown option "x"`},
+		{url: "socks5://h:1?ca=/x", wantErr: `unknown option "ca"`},
+		{url: "socks5://h:1?timeout=soon", wantErr: "not a positive duration"},
+		{url: "socks4://u:pw@h:1", wantErr: "no password"},
+		{url: "https://h?insecure=maybe", wantErr: "want 1 or 0"},
+		{url: "https://h?ca=/nonexistent/ca.pem", wantErr: "ca:"},
 		{url: "socks5://:pw@h:1", wantErr: "user name must be", noSecret: "pw"},
 		{url: "socks5://u:hunter2@h:99999", wantErr: "bad port", noSecret: "hunter2"},
 		{url: "socks5://u:hunter2@h:1/x", wantErr: "unexpected path", noSecret: "hunter2"},
@@ -68,4 +73,52 @@ func TestParseHop(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseHopSchemes(t *testing.T) {
+	tests := []struct {
+		url  string
+		want string // %#v-ish summary
+	}{
+		{"socks4a://alice@h", "socks4a h:1080 alice"},
+		{"socks4://h:1081", "socks4 h:1081 "},
+		{"http://h", "http h:8080 : tls=false"},
+		{"HTTP://u:p%3Aq@h:3128", "http h:3128 u:p:q tls=false"},
+		{"https://u:p@proxy.example?sni=front.example", "https proxy.example:443 u:p tls=true sni=front.example insecure=false"},
+		{"https://127.0.0.1:8443?insecure=1", "https 127.0.0.1:8443 : tls=true sni=127.0.0.1 insecure=true"},
+		{"socks5://h:1?timeout=250ms", "socks5 h:1 timeout=250ms"},
+		{"socks4a://h?timeout=3s", "socks4a h:1080  timeout=3s"},
+	}
+	for _, tt := range tests {
+		h, err := ParseHop(tt.url)
+		if err != nil {
+			t.Errorf("ParseHop(%q): %v", tt.url, err)
+			continue
+		}
+		if got := summary(h); got != tt.want {
+			t.Errorf("ParseHop(%q) = %s, want %s", tt.url, got, tt.want)
+		}
+	}
+}
+
+func summary(h Hop) string {
+	switch h := h.(type) {
+	case *timedHop:
+		return summary(h.Hop) + " timeout=" + h.HandshakeTimeout().String()
+	case *SOCKS5:
+		return "socks5 " + h.Addr()
+	case *SOCKS4:
+		kind := "socks4"
+		if h.A {
+			kind = "socks4a"
+		}
+		return kind + " " + h.Addr() + " " + h.UserID
+	case *HTTPConnect:
+		if h.TLS == nil {
+			return "http " + h.Addr() + " " + h.User + ":" + h.Password + " tls=false"
+		}
+		return "https " + h.Addr() + " " + h.User + ":" + h.Password + " tls=true sni=" + h.TLS.ServerName +
+			" insecure=" + map[bool]string{true: "true", false: "false"}[h.TLS.InsecureSkipVerify]
+	}
+	return "?"
 }
