@@ -9,7 +9,8 @@ import (
 	"github.com/veilchain/veilchain/chain"
 )
 
-// FuzzHandshake feeds arbitrary client bytes to the server handshake. It
+// FuzzHandshake feeds arbitrary client bytes to the server handshake
+// (SOCKS4, SOCKS4a and SOCKS5, chosen by the first byte). It
 // must never panic, and whatever destination it accepts must be a
 // well-formed host:port that cannot make anything dial the local machine.
 func FuzzHandshake(f *testing.F) {
@@ -21,6 +22,8 @@ func FuzzHandshake(f *testing.F) {
 		{5, 2, 0, 2, 5, 2, 0, 1, 1, 1, 1, 1, 0, 21},
 		{5, 1, 0, 5, 1, 0, 3, 0, 0, 80},
 		{4, 1, 0, 80, 1, 2, 3, 4, 0},
+		{4, 1, 0, 80, 0, 0, 0, 1, 'u', 0, 'h', '.', 'e', 'x', 0},
+		{4, 1, 0, 80, 0, 0, 0, 1, 0, 'a'},
 	} {
 		f.Add(seed, false)
 		f.Add(seed, true)
@@ -30,7 +33,7 @@ func FuzzHandshake(f *testing.F) {
 		if withAuth {
 			s.Credentials = Credentials{"u": "p"}
 		}
-		dest, err := s.handshake(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard)
+		dest, _, err := s.handshakeAny(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard)
 		if err != nil {
 			return
 		}

@@ -56,7 +56,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// Shutdown cuts a handshake short at once: it has nothing to finish.
 	stop := context.AfterFunc(s.group.Draining(), func() { conn.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReaderSize(conn, 512)
-	dest, err := s.handshake(br, conn)
+	dest, version, err := s.handshakeAny(br, conn)
 	if !stop() {
 		return
 	}
@@ -68,12 +68,21 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
 		code := replyCode(err)
-		writeReply(conn, code, nil)
+		if version == 4 {
+			writeReply4(conn, false)
+		} else {
+			writeReply(conn, code, nil)
+		}
 		logDialError(log, err, code, dest)
 		return
 	}
 	defer target.Close()
-	if err := writeReply(conn, 0x00, target.LocalAddr()); err != nil {
+	if version == 4 {
+		err = writeReply4(conn, true)
+	} else {
+		err = writeReply(conn, 0x00, target.LocalAddr())
+	}
+	if err != nil {
 		log.Debug("socks reply failed", "err", err)
 		return
 	}

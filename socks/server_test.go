@@ -175,7 +175,6 @@ func TestServerRejectsBadRequests(t *testing.T) {
 		{"port 0", req(5, 1, 0, 1, 192, 0, 2, 1, 0, 0), failure(0x01)},
 		{"no methods", []byte{5, 0}, []byte{5, 0xFF}},
 		{"only user/pass offered", []byte{5, 1, 2}, []byte{5, 0xFF}},
-		{"SOCKS4 (not yet served)", []byte{4, 1, 0, 80, 192, 0, 2, 1, 0}, nil},
 		{"HTTP", []byte("GET / HTTP/1.1\r\n\r\n"), nil},
 		{"truncated request", req(5, 1, 0, 3, 10, 'a'), []byte{5, 0}},
 	}
@@ -300,5 +299,72 @@ func TestShutdownCutsHandshakes(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("client read err = %v, want EOF", err)
+	}
+}
+
+func TestSOCKS4(t *testing.T) {
+	rec := &recorder{target: echo(t)}
+	addr := start(t, &Server{Dialer: rec})
+	for _, tt := range []struct {
+		name string
+		req  []byte
+		dest string
+	}{
+		{"SOCKS4 address", []byte{4, 1, 0, 80, 192, 0, 2, 1, 'u', 's', 'e', 'r', 0}, "192.0.2.1:80"},
+		{"SOCKS4a name", append([]byte{4, 1, 1, 187, 0, 0, 0, 9, 0}, "dest.example\x00"...), "dest.example:443"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Byte by byte: the server must cope with partial reads.
+			for _, b := range tt.req {
+				c.Write([]byte{b})
+				time.Sleep(time.Millisecond)
+			}
+			reply := make([]byte, 8)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, reply); err != nil || reply[1] != 0x5A {
+				t.Fatalf("reply % x, %v", reply, err)
+			}
+			roundTrip(t, c, "through SOCKS4")
+			if got := rec.calls(); got[len(got)-1] != tt.dest {
+				t.Fatalf("dialer asked for %q, want %q", got, tt.dest)
+			}
+		})
+	}
+}
+
+func TestSOCKS4Rejects(t *testing.T) {
+	long := bytes.Repeat([]byte{'a'}, 256)
+	rejected := []byte{0, 0x5B, 0, 0, 0, 0, 0, 0}
+	for _, tt := range []struct {
+		name  string
+		creds Credentials
+		req   []byte
+		want  []byte
+	}{
+		{"BIND", nil, []byte{4, 2, 0, 80, 192, 0, 2, 1, 0}, rejected},
+		{"user ID over 255 bytes", nil, append(append([]byte{4, 1, 0, 80, 192, 0, 2, 1}, long...), 0), rejected},
+		{"name over 255 bytes", nil, append(append([]byte{4, 1, 0, 80, 0, 0, 0, 1, 0}, long...), 0), rejected},
+		{"name with a space", nil, append([]byte{4, 1, 0, 80, 0, 0, 0, 1, 0}, "a b\x00"...), rejected},
+		{"address 0.0.0.0", nil, []byte{4, 1, 0, 80, 0, 0, 0, 0, 0}, rejected},
+		{"port 0", nil, []byte{4, 1, 0, 0, 192, 0, 2, 1, 0}, rejected},
+		{"server requires a password", Credentials{"u": "p"}, []byte{4, 1, 0, 80, 192, 0, 2, 1, 'u', 0}, rejected},
+		{"truncated", nil, []byte{4, 1, 0, 80, 192}, nil},
+		{"no NUL after the user ID", nil, []byte{4, 1, 0, 80, 192, 0, 2, 1, 'u', 's'}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{target: "127.0.0.1:1"}
+			addr := start(t, &Server{Dialer: rec, Credentials: tt.creds, HandshakeTimeout: 300 * time.Millisecond})
+			if got := exchange(t, addr, tt.req); !bytes.Equal(got, tt.want) {
+				t.Fatalf("got % x, want % x", got, tt.want)
+			}
+			if calls := rec.calls(); len(calls) != 0 {
+				t.Fatalf("dialer was asked for %q", calls)
+			}
+		})
 	}
 }
