@@ -65,6 +65,7 @@ type Listener struct {
 	Name  string `yaml:"name"`
 	Socks string `yaml:"socks"`
 	HTTP  string `yaml:"http"`
+	Mixed string `yaml:"mixed"` // SOCKS4/4a/5 and HTTP on one port
 	Chain string `yaml:"chain"`
 }
 
@@ -234,10 +235,10 @@ func (c *Config) Validate() error {
 			add(at("name"), "%q is used twice", l.Name)
 		}
 		names[l.Name] = true
-		if l.Socks == "" && l.HTTP == "" {
-			add(at("socks"), "missing: give socks, http or both, such as 127.0.0.1:1080 and 127.0.0.1:8118")
+		if l.Socks == "" && l.HTTP == "" && l.Mixed == "" {
+			add(at("socks"), "missing: give socks, http or mixed addresses, such as 127.0.0.1:1080 and 127.0.0.1:8118")
 		}
-		for _, f := range [][2]string{{"socks", l.Socks}, {"http", l.HTTP}} {
+		for _, f := range [][2]string{{"socks", l.Socks}, {"http", l.HTTP}, {"mixed", l.Mixed}} {
 			if _, _, err := net.SplitHostPort(f[1]); f[1] != "" && err != nil {
 				add(at(f[0]), "%q is not host:port", f[1])
 			}

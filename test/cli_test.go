@@ -128,9 +128,9 @@ func startServeProcs(t *testing.T) (hop1Addr, exitAddr string, procs []*proc) {
 	out := exitIP(t)
 	exit := start(t, "serve", "--listen", "127.0.0.1:0", "--user", "u:p", "--allow-private",
 		"--resolver", dnsAddr, "--outbound-ip", out.String(), "--log-format", "json")
-	exitAddr = exit.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
+	exitAddr = exit.waitFor(t, "serving hop")["addr"].(string)
 	hop1 := start(t, "serve", "--listen", "127.0.0.1:0", "--allow-private", "--log-format", "json")
-	hop1Addr = hop1.waitFor(t, "serving SOCKS5 hop")["addr"].(string)
+	hop1Addr = hop1.waitFor(t, "serving hop")["addr"].(string)
 	return hop1Addr, exitAddr, []*proc{hop1, exit}
 }
 
@@ -373,5 +373,28 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Contains(httpPart, "203.0.113.7") || strings.Contains(httpPart, "leaky-proxy") {
 		t.Errorf("identifying headers reached the destination through the HTTP front end:\n%s", out)
+	}
+}
+
+// TestMixedPort: one port serves SOCKS5, SOCKS4a and the HTTP proxy,
+// each driven by curl.
+func TestMixedPort(t *testing.T) {
+	curl := requireProgram(t, "curl")
+	dest := newDestination(t)
+	hop1, exit := startServes(t)
+	run := start(t, "run", "--socks", "", "--http", "", "--listen", "127.0.0.1:0", "--hop", "socks5://"+hop1,
+		"--hop", "socks5://u:p@"+exit, "--log-format", "json")
+	mixed := run.waitFor(t, "mixed SOCKS and HTTP front end listening")["addr"].(string)
+	url := "http://" + destName + ":" + dest.port + "/"
+	for _, args := range [][]string{
+		{"--socks5-hostname", mixed},
+		{"--socks4a", mixed},
+		{"-x", "http://" + mixed},
+		{"-x", "socks4a://" + mixed},
+	} {
+		out, err := exec.Command(curl, append([]string{"-sS", "--max-time", "10"}, append(args, url)...)...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "peer 127.0.0.2:") {
+			t.Errorf("curl %v: %q, %v", args, out, err)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/httpproxy"
+	"github.com/veilchain/veilchain/internal/conns"
 	"github.com/veilchain/veilchain/socks"
 )
 
@@ -27,6 +28,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:1080 or the config's"},
 			&cli.StringFlag{Name: "http", Usage: "HTTP proxy listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:8118 or the config's"},
+			&cli.StringFlag{Name: "listen", Usage: "mixed listen `ADDR` of the first listener: SOCKS4/4a/5 and HTTP on one port"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
@@ -58,14 +60,17 @@ func runAction(c *cli.Context) error {
 	}()
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
+		newSOCKS := func() frontEnd {
+			return &socks.Server{Dialer: dialers[l.Chain], HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
+		}
+		newHTTP := func() frontEnd { return newHTTPProxy(cfg, dialers[l.Chain], llog) }
 		for _, fe := range []struct {
-			kind, addr string
-			srv        func() frontEnd
+			kind, addr  string
+			socks, http func() frontEnd
 		}{
-			{"SOCKS5", l.Socks, func() frontEnd {
-				return &socks.Server{Dialer: dialers[l.Chain], HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
-			}},
-			{"HTTP proxy", l.HTTP, func() frontEnd { return newHTTPProxy(cfg, dialers[l.Chain], llog) }},
+			{"SOCKS5", l.Socks, newSOCKS, nil},
+			{"HTTP proxy", l.HTTP, nil, newHTTP},
+			{"mixed SOCKS and HTTP", l.Mixed, newSOCKS, newHTTP},
 		} {
 			if fe.addr == "" {
 				continue
@@ -78,7 +83,15 @@ func runAction(c *cli.Context) error {
 			if err != nil {
 				return fmt.Errorf("listener %q: %w", l.Name, err)
 			}
-			servers = append(servers, server{fe.srv(), ln})
+			switch {
+			case fe.socks != nil && fe.http != nil:
+				socksLn, httpLn := conns.Sniff(ln, cfg.Timeouts.Handshake)
+				servers = append(servers, server{fe.socks(), socksLn}, server{fe.http(), httpLn})
+			case fe.socks != nil:
+				servers = append(servers, server{fe.socks(), ln})
+			default:
+				servers = append(servers, server{fe.http(), ln})
+			}
 			log.Info(fe.kind+" front end listening", "listener", l.Name, "addr", ln.Addr().String(), "chain", l.Chain)
 		}
 	}
@@ -115,6 +128,9 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	}
 	if c.IsSet("http") {
 		cfg.Listeners[0].HTTP = c.String("http")
+	}
+	if c.IsSet("listen") {
+		cfg.Listeners[0].Mixed = c.String("listen")
 	}
 	if hops := c.StringSlice("hop"); len(hops) > 0 {
 		for _, h := range hops {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,15 +13,18 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/httpproxy"
+	"github.com/veilchain/veilchain/internal/conns"
 	"github.com/veilchain/veilchain/socks"
 )
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "run a SOCKS5 hop/exit server",
+		Usage: "run a hop/exit server: SOCKS4/4a/5 and HTTP CONNECT on one port, or HTTPS CONNECT with --tls-cert",
 		Description: "As an exit it resolves names itself and refuses loopback, private, link-local, CGNAT,\n" +
-			"unspecified and multicast destinations, checked on the address it dials.",
+			"unspecified and multicast destinations, checked on the address it dials.\n" +
+			"With --tls-cert and --tls-key it is an HTTPS proxy (CONNECT over TLS), for https:// hop URLs.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "address to listen on", Value: "127.0.0.1:1080"},
 			&cli.StringSliceFlag{Name: "user", Usage: "require RFC 1929 auth; `NAME:PASS` (repeatable)"},
@@ -28,6 +32,8 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-open", Usage: "listen on a non-loopback address without --user (an open proxy)"},
 			&cli.StringFlag{Name: "resolver", Usage: "resolve destination names with the DNS server at `HOST:PORT` instead of the system's"},
 			&cli.StringFlag{Name: "outbound-ip", Usage: "source `IP` of outgoing connections"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate `FILE`: serve HTTPS CONNECT (an https:// hop) instead of SOCKS and HTTP"},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key `FILE` for --tls-cert"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on a client's SOCKS handshake", Value: socks.DefaultHandshakeTimeout},
 			&cli.DurationFlag{Name: "connect-timeout", Usage: "bound on each outgoing connect", Value: 10 * time.Second},
 			&cli.DurationFlag{Name: "shutdown-grace", Usage: "on SIGINT/SIGTERM, time live connections get to finish", Value: 10 * time.Second},
@@ -68,13 +74,41 @@ func serveAction(c *cli.Context) error {
 			return fmt.Errorf("--outbound-ip: %w", err)
 		}
 	}
-	srv := &socks.Server{Dialer: exit, Credentials: creds, HandshakeTimeout: c.Duration("handshake-timeout"), Logger: log}
+	timeout := c.Duration("handshake-timeout")
+	httpSrv := &httpproxy.Server{Dialer: exit, HandshakeTimeout: timeout, Logger: log}
+	if creds != nil {
+		httpSrv.Credentials = creds
+	}
+	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
+	if (certFile == "") != (keyFile == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	var tlsConfig *tls.Config
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	log.Info("serving SOCKS5 hop", "addr", ln.Addr().String(), "auth", creds != nil, "allow_private", exit.AllowPrivate)
-	return serveUntilDone(c.Context, log, c.Duration("shutdown-grace"), []server{{srv, ln}})
+	var servers []server
+	kind := "SOCKS4/4a/5 and HTTP CONNECT"
+	if tlsConfig != nil {
+		kind = "HTTPS CONNECT"
+		servers = []server{{httpSrv, tls.NewListener(ln, tlsConfig)}}
+	} else {
+		socksLn, httpLn := conns.Sniff(ln, timeout)
+		servers = []server{
+			{&socks.Server{Dialer: exit, Credentials: creds, HandshakeTimeout: timeout, Logger: log}, socksLn},
+			{httpSrv, httpLn},
+		}
+	}
+	log.Info("serving hop", "addr", ln.Addr().String(), "protocols", kind, "auth", creds != nil, "allow_private", exit.AllowPrivate)
+	return serveUntilDone(c.Context, log, c.Duration("shutdown-grace"), servers)
 }
 
 // dnsResolver resolves with the DNS server at addr only.

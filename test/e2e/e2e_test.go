@@ -49,7 +49,7 @@ func TestPrivacyInvariants(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "network namespaces need root")
 	}
-	for _, p := range []string{"ip", "nft", "curl", "danted", "proxychains4", "sshd", "ssh", "ssh-keygen", "nc", "sha256sum"} {
+	for _, p := range []string{"ip", "nft", "curl", "danted", "tinyproxy", "proxychains4", "sshd", "ssh", "ssh-keygen", "nc", "sha256sum"} {
 		if _, err := exec.LookPath(p); err != nil {
 			skipOrFail(t, "%s not installed", p)
 		}
@@ -58,7 +58,8 @@ func TestPrivacyInvariants(t *testing.T) {
 	s := setup(t)
 	t.Logf("network and servers up in %v", time.Since(begin).Round(time.Millisecond))
 
-	// Every chain: serve→serve, serve→dante, dante→serve.
+	// Every chain: serve→serve, serve→dante, dante→serve, and an HTTP
+	// CONNECT exit (serve→tinyproxy).
 	for _, ch := range []struct {
 		name        string
 		socks, http string
@@ -66,6 +67,7 @@ func TestPrivacyInvariants(t *testing.T) {
 		{"serve-serve", "127.0.0.1:1080", "127.0.0.1:8118"},
 		{"serve-dante", "127.0.0.1:1081", "127.0.0.1:8119"},
 		{"dante-serve", "127.0.0.1:1082", "127.0.0.1:8120"},
+		{"serve-tinyproxy", "127.0.0.1:1083", "127.0.0.1:8121"},
 	} {
 		t.Run(ch.name, func(t *testing.T) { s.checkChain(t, ch.socks, ch.http) })
 	}
@@ -120,10 +122,12 @@ func setup(t *testing.T) *suite {
 	exitServe := startIn(t, s.exit, nil, s.bin, "serve", "--listen", exitIP+":1080", "--user", "u:p", "--log-format", "json")
 	hop1Dante := s.startDante(t, s.hop1)
 	exitDante := s.startDante(t, s.exit)
+	exitTinyproxy := s.startTinyproxy(t, s.exit)
 	waitListening(t, s.client, hop1IP+":1080", s.hop1Serve)
 	waitListening(t, s.client, hop1IP+":1081", hop1Dante)
 	waitListening(t, s.hop1, exitIP+":1080", exitServe)
 	waitListening(t, s.hop1, exitIP+":1081", exitDante)
+	waitListening(t, s.hop1, exitIP+":8888", exitTinyproxy)
 
 	// The client: one veilchain run, a listener per chain.
 	cfg := fmt.Sprintf(`log: {format: json}
@@ -131,15 +135,17 @@ listeners:
   - {name: ss, socks: 127.0.0.1:1080, http: 127.0.0.1:8118, chain: ss}
   - {name: sd, socks: 127.0.0.1:1081, http: 127.0.0.1:8119, chain: sd}
   - {name: ds, socks: 127.0.0.1:1082, http: 127.0.0.1:8120, chain: ds}
+  - {name: sh, socks: 127.0.0.1:1083, http: 127.0.0.1:8121, chain: sh}
 chains:
   ss: {hops: [socks5://%[1]s:1080, socks5://u:p@%[2]s:1080]}
   sd: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1081]}
   ds: {hops: [socks5://%[1]s:1081, socks5://u:p@%[2]s:1080]}
+  sh: {hops: [socks5://%[1]s:1080, http://u:p@%[2]s:8888]}
 `, hop1IP, exitIP)
 	cfgFile := filepath.Join(s.dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	client := startIn(t, s.client, nil, s.bin, "run", "-c", cfgFile)
-	for _, port := range []string{"1080", "1081", "1082", "8118", "8119", "8120"} {
+	for _, port := range []string{"1080", "1081", "1082", "1083", "8118", "8119", "8120", "8121"} {
 		waitListening(t, s.client, "127.0.0.1:"+port, client)
 	}
 
@@ -171,6 +177,14 @@ client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
 socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
 `, h.ip)), 0o644)
 	return startIn(t, h, nil, "danted", "-f", conf, "-p", filepath.Join(s.dir, "danted-"+h.name+".pid"))
+}
+
+// startTinyproxy runs an HTTP CONNECT proxy (with Basic auth) on h:8888.
+func (s *suite) startTinyproxy(t *testing.T, h *host) *proc {
+	conf := filepath.Join(s.dir, "tinyproxy-"+h.name+".conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("Port 8888\nListen %s\nTimeout 30\nAllow 198.18.0.0/24\nMaxClients 50\n"+
+		"LogLevel Error\nDisableViaHeader Yes\nBasicAuth u p\nUser nobody\nGroup nogroup\n", h.ip)), 0o644)
+	return startIn(t, h, nil, "tinyproxy", "-d", "-c", conf)
 }
 
 func (s *suite) startSSHD(t *testing.T) {

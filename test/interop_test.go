@@ -1,0 +1,288 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veilchain/veilchain/chain"
+)
+
+// freePort returns a loopback port nothing listens on (for programs that
+// cannot report the port they bound).
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// startProgram runs a server that nobody here wrote until the test ends,
+// and waits until addr accepts connections.
+func startProgram(t *testing.T, addr string, name string, args ...string) {
+	t.Helper()
+	path := requireProgram(t, name)
+	cmd := exec.Command(path, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("%s exited: %s", name, out.String())
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("%s is not listening on %s: %s", name, addr, out.String())
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func startDante(t *testing.T) string {
+	port := freePort(t)
+	conf := writeFile(t, "danted.conf", fmt.Sprintf(`logoutput: stderr
+internal: 127.0.0.1 port = %s
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+`, port))
+	addr := "127.0.0.1:" + port
+	startProgram(t, addr, "danted", "-f", conf, "-p", filepath.Join(t.TempDir(), "danted.pid"))
+	return addr
+}
+
+func startMicrosocks(t *testing.T, auth ...string) string {
+	port := freePort(t)
+	addr := "127.0.0.1:" + port
+	args := []string{"-i", "127.0.0.1", "-p", port}
+	if len(auth) == 2 {
+		args = append(args, "-u", auth[0], "-P", auth[1])
+	}
+	startProgram(t, addr, "microsocks", args...)
+	return addr
+}
+
+func startTinyproxy(t *testing.T, auth ...string) string {
+	port := freePort(t)
+	conf := fmt.Sprintf("Port %s\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nMaxClients 20\nLogLevel Error\nDisableViaHeader Yes\nUser nobody\nGroup nogroup\n", port)
+	if len(auth) == 2 {
+		conf += fmt.Sprintf("BasicAuth %s %s\n", auth[0], auth[1])
+	}
+	addr := "127.0.0.1:" + port
+	startProgram(t, addr, "tinyproxy", "-d", "-c", writeFile(t, "tinyproxy.conf", conf))
+	return addr
+}
+
+// startSSHDynamic runs an sshd on loopback and `ssh -D` against it: OpenSSH's
+// dynamic forwarding, a SOCKS4/4a/5 server (dante does not speak SOCKS4a).
+func startSSHDynamic(t *testing.T) string {
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "sshd for the SOCKS4a interop test needs root")
+	}
+	dir := t.TempDir()
+	for _, k := range []string{"hostkey", "clientkey"} {
+		if out, err := exec.Command(requireProgram(t, "ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "clientkey.pub"))
+	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
+	sshdPort := freePort(t)
+	conf := writeFile(t, "sshd_config", fmt.Sprintf("ListenAddress 127.0.0.1:%s\nHostKey %[2]s/hostkey\nPidFile %[2]s/sshd.pid\n"+
+		"AuthorizedKeysFile %[2]s/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"+
+		"KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n", sshdPort, dir))
+	os.MkdirAll("/run/sshd", 0o755)
+	startProgram(t, "127.0.0.1:"+sshdPort, "/usr/sbin/sshd", "-D", "-e", "-f", conf)
+	socksPort := freePort(t)
+	startProgram(t, "127.0.0.1:"+socksPort, "ssh", "-N", "-F", "/dev/null", "-i", filepath.Join(dir, "clientkey"),
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+		"-D", "127.0.0.1:"+socksPort, "-p", sshdPort, "root@127.0.0.1")
+	return "127.0.0.1:" + socksPort
+}
+
+// startServe runs `veilchain serve` and returns its address.
+func startServe(t *testing.T, args ...string) string {
+	p := start(t, append([]string{"serve", "--listen", "127.0.0.1:0", "--allow-private", "--log-format", "json"}, args...)...)
+	return p.waitFor(t, "serving hop")["addr"].(string)
+}
+
+// selfSigned writes a certificate for localhost and 127.0.0.1 and its key.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "veilchain test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile = writeFile(t, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyFile = writeFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	return certFile, keyFile
+}
+
+// getThrough dials dest through a chain built from hop URLs and makes one
+// HTTP request over it.
+func getThrough(t *testing.T, dest string, hops ...string) (string, error) {
+	t.Helper()
+	c := &chain.Chain{HandshakeTimeout: 10 * time.Second}
+	for _, u := range hops {
+		h, err := chain.ParseHop(u)
+		if err != nil {
+			t.Fatalf("ParseHop(%q): %v", u, err)
+		}
+		c.Hops = append(c.Hops, h)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := c.DialContext(ctx, "tcp", dest)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", dest)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
+// TestHopTypes runs the same request through each hop type, each against
+// a real server: our serve, dante, OpenSSH (ssh -D), microsocks and
+// tinyproxy; then through a chain that mixes them.
+func TestHopTypes(t *testing.T) {
+	dest := newDestination(t)
+	byName := "localhost:" + dest.port // a name: the hop resolves it
+	byIP := "127.0.0.1:" + dest.port
+
+	serve := startServe(t)
+	serveAuth := startServe(t, "--user", "u:p")
+	cert, key := selfSigned(t)
+	serveTLS := startServe(t, "--user", "u:p", "--tls-cert", cert, "--tls-key", key)
+	_, tlsPort, _ := net.SplitHostPort(serveTLS)
+
+	tests := []struct {
+		name string
+		hop  func() string // the hop URL, starting its server
+		dest string
+	}{
+		{"serve socks5", func() string { return "socks5://" + serve }, byName},
+		{"serve socks5 auth", func() string { return "socks5h://u:p@" + serveAuth }, byName},
+		{"serve socks4a", func() string { return "socks4a://" + serve }, byName},
+		{"serve socks4", func() string { return "socks4://" + serve }, byIP},
+		{"serve http", func() string { return "http://" + serve }, byName},
+		{"serve http auth", func() string { return "http://u:p@" + serveAuth }, byName},
+		{"serve https", func() string { return "https://u:p@localhost:" + tlsPort + "?ca=" + cert }, byName},
+		{"dante socks5", func() string { return "socks5://" + startDante(t) }, byName},
+		{"openssh -D socks4a", func() string { return "socks4a://" + startSSHDynamic(t) }, byName},
+		{"openssh -D socks5", func() string { return "socks5://" + startSSHDynamic(t) }, byName},
+		{"dante socks4", func() string { return "socks4://" + startDante(t) }, byIP},
+		{"microsocks", func() string { return "socks5://" + startMicrosocks(t) }, byName},
+		{"microsocks auth", func() string { return "socks5://u:p@" + startMicrosocks(t, "u", "p") }, byName},
+		{"tinyproxy", func() string { return "http://" + startTinyproxy(t) }, byName},
+		{"tinyproxy auth", func() string { return "http://u:p@" + startTinyproxy(t, "u", "p") }, byName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(dest.seenPeers())
+			body, err := getThrough(t, tt.dest, tt.hop())
+			if err != nil || !strings.HasPrefix(body, "peer ") || len(dest.seenPeers()) != before+1 {
+				t.Fatalf("request through %s: %q, %v", tt.name, body, err)
+			}
+		})
+	}
+
+	t.Run("wrong credentials", func(t *testing.T) {
+		for _, hop := range []string{"socks5://u:bad@" + serveAuth, "http://u:bad@" + serveAuth, "http://u:bad@" + startTinyproxy(t, "u", "p"),
+			"socks5://u:bad@" + startMicrosocks(t, "u", "p"), "socks4a://" + serveAuth} {
+			if _, err := getThrough(t, byName, hop); err == nil {
+				t.Errorf("%s: request went through", hop)
+			}
+		}
+	})
+
+	t.Run("mixed chain socks5, http, socks4a", func(t *testing.T) {
+		hops := []string{"socks5://" + serve, "http://" + startTinyproxy(t), "socks4a://" + startSSHDynamic(t)}
+		if body, err := getThrough(t, byName, hops...); err != nil || !strings.HasPrefix(body, "peer ") {
+			t.Fatalf("mixed chain: %q, %v", body, err)
+		}
+	})
+
+	t.Run("https hop with an untrusted certificate", func(t *testing.T) {
+		_, err := getThrough(t, byName, "https://u:p@localhost:"+tlsPort)
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("err = %v, want a certificate error", err)
+		}
+	})
+}
+
+// TestIPv6 runs a chain whose hop and destination are IPv6 literals.
+func TestIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "peer %s\n", r.RemoteAddr)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	p := start(t, "serve", "--listen", "[::1]:0", "--allow-private", "--log-format", "json")
+	hop := p.waitFor(t, "serving hop")["addr"].(string)
+	for _, scheme := range []string{"socks5", "http"} {
+		body, err := getThrough(t, ln.Addr().String(), scheme+"://"+hop)
+		if err != nil || !strings.HasPrefix(body, "peer [::1]:") {
+			t.Errorf("%s hop at %s to %s: %q, %v", scheme, hop, ln.Addr(), body, err)
+		}
+	}
+}
