@@ -18,6 +18,9 @@ var (
 	ErrBadAddress = errors.New("bad destination address")
 	// ErrProtocol means a hop answered something that is not the protocol.
 	ErrProtocol = errors.New("hop protocol error")
+	// ErrBlocked means policy refused the destination. It lives here, not
+	// in policy, so front ends map it without knowing about rules.
+	ErrBlocked = errors.New("refused by policy")
 )
 
 // HopError says which hop of a chain failed. Its text never contains the

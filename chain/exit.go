@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -17,6 +18,9 @@ import (
 // is refused like the literal.
 type Exit struct {
 	AllowPrivate bool
+	// Allow lists ranges reached even though Forbidden says no (a LAN
+	// the exit is meant to serve, say).
+	Allow []netip.Prefix
 	// LocalIP, if valid, is the source address of outgoing connections.
 	LocalIP netip.Addr
 	// Resolver resolves destination names; nil means the system resolver.
@@ -35,19 +39,20 @@ func (e *Exit) DialContext(ctx context.Context, network, addr string) (net.Conn,
 		d.LocalAddr = &net.TCPAddr{IP: e.LocalIP.AsSlice()}
 	}
 	if !e.AllowPrivate {
-		d.Control = guard
+		d.Control = e.guard
 	}
 	return d.DialContext(ctx, network, addr)
 }
 
 // guard runs after resolution, just before connect(2), on the real address.
-func guard(_, address string, _ syscall.RawConn) error {
+func (e *Exit) guard(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrForbidden, err)
 	}
-	if Forbidden(ap.Addr()) {
-		return fmt.Errorf("%w: %s is in a local or private range", ErrForbidden, ap.Addr())
+	ip := ap.Addr().Unmap()
+	if Forbidden(ip) && !slices.ContainsFunc(e.Allow, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+		return fmt.Errorf("%w: %s is in a local or private range", ErrForbidden, ip)
 	}
 	return nil
 }

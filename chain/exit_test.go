@@ -75,3 +75,24 @@ func TestExitGuardChecksTheDialledAddress(t *testing.T) {
 	}
 	c.Close()
 }
+
+func TestExitAllowsListedRanges(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	exit := &chain.Exit{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	c, err := exit.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("allowed range refused: %v", err)
+	}
+	c.Close()
+	exit = &chain.Exit{Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	if c, err := exit.DialContext(context.Background(), "tcp", ln.Addr().String()); !errors.Is(err, chain.ErrForbidden) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("loopback with only 10/8 allowed: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -31,6 +32,12 @@ type Config struct {
 	Listeners []Listener       `yaml:"listeners"`
 	Chains    map[string]Chain `yaml:"chains"`
 	HTTPProxy HTTPProxy        `yaml:"http_proxy"`
+	// Users maps a front-end user name to a bcrypt hash of the password.
+	Users map[string]string `yaml:"users"`
+	// Rules are tried in order; the first that matches decides.
+	Rules []Rule `yaml:"rules"`
+	// BlockLists are files of names and ranges refused before any rule.
+	BlockLists []string `yaml:"block_lists"`
 
 	file string     // where it came from, for error messages
 	root *yaml.Node // the parsed file, for line numbers
@@ -67,6 +74,37 @@ type Listener struct {
 	HTTP  string `yaml:"http"`
 	Mixed string `yaml:"mixed"` // SOCKS4/4a/5 and HTTP on one port
 	Chain string `yaml:"chain"`
+	Auth  bool   `yaml:"auth"` // require a user from users:
+}
+
+// Rule routes or refuses the connections it matches. Within one field any
+// value matches; all the fields given must match.
+type Rule struct {
+	Name      string   `yaml:"name"`
+	Domains   []string `yaml:"domains"`  // exact names
+	Suffixes  []string `yaml:"suffixes"` // ".example.com": the name and everything under it
+	Globs     []string `yaml:"globs"`    // "*.example.*"
+	CIDRs     []string `yaml:"cidrs"`    // literal IP destinations only
+	Ports     []Scalar `yaml:"ports"`    // 443 or "8000-8999"
+	Listeners []string `yaml:"listeners"`
+	Users     []string `yaml:"users"`
+	// Exactly one action.
+	Chain  string `yaml:"chain"`
+	Block  bool   `yaml:"block"`
+	Direct bool   `yaml:"direct"`
+}
+
+// Scalar is a YAML scalar of any type, kept as its text (ports: 443 and
+// "8000-8999" both read).
+type Scalar string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a single value", n.Line)
+	}
+	*s = Scalar(n.Value)
+	return nil
 }
 
 // Chain is an ordered list of hop URLs, or an explicit direct route.
@@ -246,6 +284,9 @@ func (c *Config) Validate() error {
 		if l.Chain == "" {
 			add(at("chain"), "missing")
 		}
+		if l.Auth && len(c.Users) == 0 {
+			add(at("auth"), "no users: add users: with bcrypt hashes (veilchain hash-password)")
+		}
 		// A listener may name a chain that does not exist yet: flags can
 		// supply it (run --hop), and run refuses to start if none does.
 	}
@@ -259,6 +300,24 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTPProxy.MaxURIBytes < 256 || c.HTTPProxy.MaxURIBytes > c.HTTPProxy.MaxHeaderBytes {
 		add([]any{"http_proxy", "max_uri_bytes"}, "must be between 256 and max_header_bytes")
+	}
+	for i, r := range c.Rules {
+		actions := 0
+		for _, set := range []bool{r.Chain != "", r.Block, r.Direct} {
+			if set {
+				actions++
+			}
+		}
+		if actions != 1 {
+			add([]any{"rules", i}, "give exactly one of chain: NAME, block: true, direct: true")
+		} else if _, ok := c.Chains[r.Chain]; r.Chain != "" && !ok {
+			add([]any{"rules", i, "chain"}, "no chain named %q", r.Chain)
+		}
+		for j, cidr := range r.CIDRs {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				add([]any{"rules", i, "cidrs", j}, "%q is not a CIDR such as 10.0.0.0/8", cidr)
+			}
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Chains)) {
 		ch := c.Chains[name]

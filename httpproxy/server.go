@@ -29,6 +29,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/policy"
 )
 
 // Defaults for the zero values of Server's limits.
@@ -39,9 +40,10 @@ const (
 	DefaultMaxURIBytes      = 64 << 10
 )
 
-// Credentials checks a user name and password (socks.Credentials fits).
-type Credentials interface {
-	Valid(user, password string) bool
+// Authenticator checks a user name and password given by the client at
+// source (its host:port); policy.Users implements it.
+type Authenticator interface {
+	Authenticate(source, user, password string) bool
 }
 
 // Server is an HTTP/1.1 forward proxy whose connections go through Dialer.
@@ -49,8 +51,10 @@ type Credentials interface {
 type Server struct {
 	Dialer  chain.Dialer
 	Headers HeaderPolicy
-	// Credentials, if set, makes Proxy-Authorization (Basic) mandatory.
-	Credentials Credentials
+	// Auth, if set, makes Proxy-Authorization (Basic) mandatory.
+	Auth Authenticator
+	// Listener names this front end to policy (policy.Client.Listener).
+	Listener string
 	// HandshakeTimeout bounds reading a request head.
 	HandshakeTimeout time.Duration
 	// IdleTimeout bounds a keep-alive wait for the next request, a stalled
@@ -175,7 +179,8 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 	}
 	c.conn.SetReadDeadline(time.Time{})
 
-	if s.Credentials != nil && !s.authorized(req) {
+	user, ok := s.authorized(req, c.conn.RemoteAddr().String())
+	if !ok {
 		// A body the client still waits to be asked for (100-continue) is
 		// not asked for: the connection closes instead.
 		keep := !req.Close && req.Method != http.MethodConnect && !expectsContinue(req) && drain(c.conn, req.Body, s.idleTimeout())
@@ -183,6 +188,7 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 			http.Header{"Proxy-Authenticate": {`Basic realm="veilchain"`}})
 		return keep
 	}
+	ctx = policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user})
 	switch {
 	case req.Method == http.MethodConnect:
 		c.serveConnect(ctx, req)
@@ -388,9 +394,12 @@ func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, conn
 func (c *clientConn) dialFailed(err error, dest string) {
 	c.writeError(err, true, nil)
 	var hop *chain.HopError
-	if errors.As(err, &hop) {
+	switch {
+	case errors.As(err, &hop):
 		c.log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
-	} else {
+	case errors.Is(err, chain.ErrBlocked):
+		c.log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	default:
 		c.log.Info("request failed", "status", statusOf(err))
 	}
 	c.log.Debug("request failed", "dest", dest, "err", err)
@@ -423,17 +432,21 @@ func (c *clientConn) lingerClose() {
 	}
 }
 
-func (s *Server) authorized(req *http.Request) bool {
+// authorized checks Proxy-Authorization when auth is on, and returns the user.
+func (s *Server) authorized(req *http.Request, source string) (string, bool) {
+	if s.Auth == nil {
+		return "", true
+	}
 	scheme, payload, _ := strings.Cut(req.Header.Get("Proxy-Authorization"), " ")
 	if !strings.EqualFold(scheme, "Basic") {
-		return false
+		return "", false
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
 	if err != nil {
-		return false
+		return "", false
 	}
 	user, pass, ok := strings.Cut(string(raw), ":")
-	return ok && s.Credentials.Valid(user, pass)
+	return user, ok && s.Auth.Authenticate(source, user, pass)
 }
 
 // roundTripper is the Transport that carries forwarded requests: its

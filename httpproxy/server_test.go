@@ -381,6 +381,7 @@ func TestChainFailureStatuses(t *testing.T) {
 		{"exit forbids", hopErr(&chain.ReplyError{Code: 2}), 403, "hop 2"},
 		{"hop timed out", hopErr(fmt.Errorf("handshake timed out: %w", context.DeadlineExceeded)), 504, "hop 2"},
 		{"hop auth", hopErr(fmt.Errorf("%w: user refused", chain.ErrHopAuth)), 502, "hop rejected authentication"},
+		{"policy", fmt.Errorf("%w (rule 2 \"ads\")", chain.ErrBlocked), 403, `refused by policy (rule 2 "ads")`},
 	}
 	for _, tt := range tests {
 		for _, method := range []string{"GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n\r\n", "CONNECT d.example:443 HTTP/1.1\r\nHost: d.example:443\r\n\r\n"} {
@@ -418,7 +419,7 @@ func TestErrorTextOffLoopback(t *testing.T) {
 
 func TestProxyAuth(t *testing.T) {
 	o := newOrigin(t)
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}, Credentials: creds{"alice": "pw"}})
+	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}, Auth: creds{"alice": "pw"}})
 	for _, tt := range []struct {
 		user string
 		code int
@@ -448,7 +449,7 @@ func TestProxyAuth(t *testing.T) {
 
 type creds map[string]string
 
-func (c creds) Valid(u, p string) bool { return c[u] == p && p != "" }
+func (c creds) Authenticate(_, u, p string) bool { return c[u] == p && p != "" }
 
 func TestSlowClientIsDropped(t *testing.T) {
 	proxy := startProxy(t, &Server{Dialer: &fakeChain{}, HandshakeTimeout: 200 * time.Millisecond})

@@ -15,7 +15,7 @@ import (
 // place that does so.
 //
 //	400 malformed or smuggling request, bad destination address
-//	403 the exit refused the destination (its range guard, or a hop's ruleset)
+//	403 policy refused the destination, or the exit did (its range guard, or a hop's ruleset)
 //	414/431 request line / head over the limits
 //	502 the chain could not be built, or the destination failed
 //	504 a hop or the destination did not answer in time
@@ -28,7 +28,7 @@ func statusOf(err error) int {
 		return se.code
 	case errors.Is(err, errMalformed), errors.Is(err, chain.ErrBadAddress):
 		return http.StatusBadRequest
-	case errors.Is(err, chain.ErrForbidden), errors.As(err, &reply) && reply.Code == 0x02:
+	case errors.Is(err, chain.ErrForbidden), errors.Is(err, chain.ErrBlocked), errors.As(err, &reply) && reply.Code == 0x02:
 		return http.StatusForbidden
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &reply) && reply.Code == 0x06,
 		errors.As(err, &netErr) && netErr.Timeout():
@@ -46,6 +46,8 @@ func errorText(err error, local bool) string {
 	switch {
 	case errors.As(err, &se):
 		return se.text
+	case errors.Is(err, chain.ErrBlocked):
+		return err.Error() // "refused by policy (rule 2 \"ads\")": no address in it
 	case local:
 		return err.Error()
 	case errors.As(err, &hop) && errors.As(err, &reply):

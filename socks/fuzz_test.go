@@ -31,9 +31,9 @@ func FuzzHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, withAuth bool) {
 		s := &Server{}
 		if withAuth {
-			s.Credentials = Credentials{"u": "p"}
+			s.Auth = Credentials{"u": "p"}
 		}
-		dest, _, err := s.handshakeAny(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard)
+		dest, _, _, err := s.handshakeAny(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard, "192.0.2.1:1")
 		if err != nil {
 			return
 		}

@@ -33,6 +33,7 @@ func TestReplyCode(t *testing.T) {
 		{"i/o timeout", hop(&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}), 0x04},
 		{"hop rejects our auth", hop(fmt.Errorf("%w: user refused", chain.ErrHopAuth)), 0x02},
 		{"exit guard", fmt.Errorf("dial: %w", chain.ErrForbidden), 0x02},
+		{"policy", fmt.Errorf("%w (rule 1)", chain.ErrBlocked), 0x02},
 		{"exit cannot resolve", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}}, 0x04},
 		{"exit refused", opErr(syscall.ECONNREFUSED), 0x05},
 		{"chain without hops", chain.ErrNoHops, 0x01},

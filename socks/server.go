@@ -13,6 +13,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/policy"
 )
 
 // DefaultHandshakeTimeout bounds a client's handshake when Server.HandshakeTimeout is zero.
@@ -22,9 +23,11 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // Only Dialer is required; the zero value of every other field works.
 type Server struct {
 	Dialer chain.Dialer
-	// Credentials, if set, makes user/password auth (RFC 1929) mandatory;
+	// Auth, if set, makes user/password auth (RFC 1929) mandatory;
 	// otherwise only "no auth" is offered.
-	Credentials Credentials
+	Auth Authenticator
+	// Listener names this front end to policy (policy.Client.Listener).
+	Listener string
 	// HandshakeTimeout bounds the client's greeting, auth and request.
 	HandshakeTimeout time.Duration
 	// Logger gets one line per failed connection; destinations only at debug.
@@ -56,7 +59,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// Shutdown cuts a handshake short at once: it has nothing to finish.
 	stop := context.AfterFunc(s.group.Draining(), func() { conn.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReaderSize(conn, 512)
-	dest, version, err := s.handshakeAny(br, conn)
+	dest, version, user, err := s.handshakeAny(br, conn, conn.RemoteAddr().String())
 	if !stop() {
 		return
 	}
@@ -64,7 +67,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		log.Debug("socks handshake failed", "err", err)
 		return
 	}
-	target, err := s.Dialer.DialContext(ctx, "tcp", dest)
+	target, err := s.Dialer.DialContext(policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user}), "tcp", dest)
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
 		code := replyCode(err)
@@ -107,6 +110,8 @@ func logDialError(log *slog.Logger, err error, code byte, dest string) {
 	switch {
 	case errors.As(err, &hop):
 		log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "reply", chain.ReplyText(code), "err", hop.Err)
+	case errors.Is(err, chain.ErrBlocked):
+		log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
 	default:
 		log.Info("connect failed", "reply", chain.ReplyText(code))
 	}

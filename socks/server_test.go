@@ -108,7 +108,7 @@ func TestServerWithIndependentClient(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{target: echo(t)}
-			addr := start(t, &Server{Dialer: rec, Credentials: tt.creds})
+			addr := start(t, &Server{Dialer: rec, Auth: authOf(tt.creds)})
 			d, err := proxy.SOCKS5("tcp", addr, tt.auth, proxy.Direct)
 			if err != nil {
 				t.Fatal(err)
@@ -358,7 +358,7 @@ func TestSOCKS4Rejects(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{target: "127.0.0.1:1"}
-			addr := start(t, &Server{Dialer: rec, Credentials: tt.creds, HandshakeTimeout: 300 * time.Millisecond})
+			addr := start(t, &Server{Dialer: rec, Auth: authOf(tt.creds), HandshakeTimeout: 300 * time.Millisecond})
 			if got := exchange(t, addr, tt.req); !bytes.Equal(got, tt.want) {
 				t.Fatalf("got % x, want % x", got, tt.want)
 			}
@@ -367,4 +367,12 @@ func TestSOCKS4Rejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// authOf keeps a nil map from becoming a non-nil Authenticator.
+func authOf(c Credentials) Authenticator {
+	if c == nil {
+		return nil
+	}
+	return c
 }

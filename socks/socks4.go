@@ -19,18 +19,19 @@ import (
 
 var errSOCKS4Auth = errors.New("SOCKS4 carries no password and this server requires one")
 
-// handshakeAny runs the SOCKS4 or the SOCKS5 handshake, by the first byte.
-func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer) (dest string, version byte, err error) {
+// handshakeAny runs the SOCKS4 or the SOCKS5 handshake, by the first
+// byte, for a client at source; user is who it authenticated as.
+func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer, source string) (dest string, version byte, user string, err error) {
 	first, err := r.Peek(1)
 	if err != nil {
-		return "", 0, fmt.Errorf("reading greeting: %w", err)
+		return "", 0, "", fmt.Errorf("reading greeting: %w", err)
 	}
 	if first[0] == 4 {
 		dest, err = s.handshake4(r, w)
-		return dest, 4, err
+		return dest, 4, "", err
 	}
-	dest, err = s.handshake(r, w)
-	return dest, 5, err
+	dest, user, err = s.handshake(r, w, source)
+	return dest, 5, user, err
 }
 
 // handshake4 reads a SOCKS4 or SOCKS4a request:
@@ -55,7 +56,7 @@ func (s *Server) handshake4(r *bufio.Reader, w io.Writer) (string, error) {
 	if hdr[1] != 1 {
 		return fail(fmt.Errorf("%w: SOCKS4 command 0x%02x", errCommand, hdr[1]))
 	}
-	if s.Credentials != nil {
+	if s.Auth != nil {
 		return fail(errSOCKS4Auth)
 	}
 	port := strconv.Itoa(int(binary.BigEndian.Uint16(hdr[2:4])))

@@ -27,33 +27,44 @@ var (
 )
 
 // handshake reads the greeting, authenticates, reads the request and
-// returns its destination as host:port, with a name kept as a name. On a
-// request it cannot serve it has already sent the error reply.
-func (s *Server) handshake(r *bufio.Reader, w io.Writer) (string, error) {
+// returns its destination as host:port, with a name kept as a name, and
+// the user the client authenticated as. On a request it cannot serve it
+// has already sent the error reply.
+func (s *Server) handshake(r *bufio.Reader, w io.Writer, source string) (dest, user string, err error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return "", fmt.Errorf("reading greeting: %w", err)
+		return "", "", fmt.Errorf("reading greeting: %w", err)
 	}
 	if hdr[0] != 5 {
-		return "", fmt.Errorf("%w: first byte 0x%02x", errVersion, hdr[0])
+		return "", "", fmt.Errorf("%w: first byte 0x%02x", errVersion, hdr[0])
 	}
 	methods := make([]byte, hdr[1])
 	if _, err := io.ReadFull(r, methods); err != nil {
-		return "", fmt.Errorf("reading methods: %w", err)
+		return "", "", fmt.Errorf("reading methods: %w", err)
 	}
 	// Offer exactly one method: with credentials configured, "no auth"
 	// must not be an option the client can pick.
 	var auth socks5.Authenticator = socks5.NoAuthAuthenticator{}
-	if s.Credentials != nil {
-		auth = socks5.UserPassAuthenticator{Credentials: s.Credentials}
+	if s.Auth != nil {
+		auth = socks5.UserPassAuthenticator{Credentials: credentialStore{s.Auth, source}}
 	}
 	if !contains(methods, auth.GetCode()) {
 		w.Write([]byte{5, 0xFF})
-		return "", errNoMethod
+		return "", "", errNoMethod
 	}
-	if _, err := auth.Authenticate(r, w); err != nil {
-		return "", fmt.Errorf("auth: %w", err)
+	actx, err := auth.Authenticate(r, w)
+	if err != nil {
+		return "", "", fmt.Errorf("auth: %w", err)
 	}
+	if actx != nil {
+		user = actx.Payload["Username"]
+	}
+	dest, err = s.request(r, w)
+	return dest, user, err
+}
+
+// request reads the CONNECT request after the auth sub-negotiation.
+func (s *Server) request(r *bufio.Reader, w io.Writer) (string, error) {
 
 	// go-socks5 rejects unknown address types with an unexported error;
 	// look first so the client gets reply 0x08.

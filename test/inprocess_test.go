@@ -85,7 +85,7 @@ func newTwoHops(t *testing.T, exit *chain.Exit, exitCreds socks.Credentials, fro
 		exitSeen: &recordingDialer{next: exit},
 		hop1Seen: &recordingDialer{next: &chain.Exit{AllowPrivate: true}},
 	}
-	th.exitAddr = serveSOCKS(t, &socks.Server{Dialer: th.exitSeen, Credentials: exitCreds})
+	th.exitAddr = serveSOCKS(t, &socks.Server{Dialer: th.exitSeen, Auth: exitCreds})
 	hop1 := serveSOCKS(t, &socks.Server{Dialer: th.hop1Seen})
 	th.front = serveSOCKS(t, &socks.Server{Dialer: &chain.Chain{
 		Hops:             frontHops(hop1, th.exitAddr),

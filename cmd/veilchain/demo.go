@@ -112,9 +112,9 @@ func (d *demo) start(socksAddr, httpAddr string) error {
 	// The hops allow loopback destinations only because everything in the
 	// demo is on loopback; `veilchain serve` refuses them by default.
 	exit, err := d.listen("127.0.0.1:0", &socks.Server{
-		Dialer:      &chain.Exit{AllowPrivate: true, LocalIP: netip.MustParseAddr(d.exitIP), Resolver: dnsResolver(dnsAddr)},
-		Credentials: socks.Credentials{"demo": "demo-password"},
-		Logger:      d.log,
+		Dialer: &chain.Exit{AllowPrivate: true, LocalIP: netip.MustParseAddr(d.exitIP), Resolver: dnsResolver(dnsAddr)},
+		Auth:   socks.Credentials{"demo": "demo-password"},
+		Logger: d.log,
 	})
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,10 +47,12 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dialers, err := buildChains(cfg, log)
+	router, users, err := buildPolicy(cfg, log)
 	if err != nil {
 		return err
 	}
+	stopReload := reloadOnSIGHUP(cfg, router, log)
+	defer stopReload()
 	var servers []server
 	defer func() {
 		for _, s := range servers {
@@ -60,10 +61,28 @@ func runAction(c *cli.Context) error {
 	}()
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
-		newSOCKS := func() frontEnd {
-			return &socks.Server{Dialer: dialers[l.Chain], HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
+		var auth interface {
+			socks.Authenticator
+			httpproxy.Authenticator
 		}
-		newHTTP := func() frontEnd { return newHTTPProxy(cfg, dialers[l.Chain], llog) }
+		if l.Auth {
+			auth = users
+		}
+		newSOCKS := func() frontEnd {
+			s := &socks.Server{Dialer: router, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
+			if auth != nil {
+				s.Auth = auth
+			}
+			return s
+		}
+		newHTTP := func() frontEnd {
+			h := newHTTPProxy(cfg, router, llog)
+			h.Listener = l.Name
+			if auth != nil {
+				h.Auth = auth
+			}
+			return h
+		}
 		for _, fe := range []struct {
 			kind, addr  string
 			socks, http func() frontEnd
@@ -75,9 +94,9 @@ func runAction(c *cli.Context) error {
 			if fe.addr == "" {
 				continue
 			}
-			if !isLoopback(fe.addr) && !c.Bool("allow-open") {
+			if !isLoopback(fe.addr) && !l.Auth && !c.Bool("allow-open") {
 				return fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
-					"Listen on 127.0.0.1, or give --allow-open", l.Name, fe.addr)
+					"Listen on 127.0.0.1, require users (auth: true), or give --allow-open", l.Name, fe.addr)
 			}
 			ln, err := net.Listen("tcp", fe.addr)
 			if err != nil {
@@ -168,38 +187,3 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 var errNoHops = errors.New("no hops configured, and veilchain never connects directly unless told to.\n" +
 	"Give the chain on the command line:  veilchain run --hop socks5://HOST:PORT [--hop socks5://USER:PASS@HOST:PORT ...]\n" +
 	"or in a config file:                  veilchain run -c FILE   (see configs/example.yaml)")
-
-// buildChains makes a Dialer for every chain a listener uses.
-func buildChains(cfg *configs.Config, log *slog.Logger) (map[string]chain.Dialer, error) {
-	dialers := map[string]chain.Dialer{}
-	for i, l := range cfg.Listeners {
-		if _, done := dialers[l.Chain]; done {
-			continue
-		}
-		ch, ok := cfg.Chains[l.Chain]
-		if !ok {
-			if len(cfg.Chains) == 0 {
-				return nil, errNoHops
-			}
-			return nil, cfg.Errorf([]any{"listeners", i, "chain"}, "no chain named %q", l.Chain)
-		}
-		if ch.Direct {
-			log.Warn("chain is direct: its connections leave this machine WITHOUT any proxy", "chain", l.Chain)
-			dialers[l.Chain] = &net.Dialer{Timeout: cfg.Timeouts.Connect}
-			continue
-		}
-		c := &chain.Chain{ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake}
-		var addrs []string
-		for j, raw := range ch.Hops {
-			h, err := chain.ParseHop(raw)
-			if err != nil {
-				return nil, cfg.Errorf([]any{"chains", l.Chain, "hops", j}, "%v", err)
-			}
-			c.Hops = append(c.Hops, h)
-			addrs = append(addrs, h.Addr())
-		}
-		log.Info("chain", "name", l.Chain, "hops", strings.Join(addrs, " -> "))
-		dialers[l.Chain] = c
-	}
-	return dialers, nil
-}

@@ -29,6 +29,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "address to listen on", Value: "127.0.0.1:1080"},
 			&cli.StringSliceFlag{Name: "user", Usage: "require RFC 1929 auth; `NAME:PASS` (repeatable)"},
 			&cli.BoolFlag{Name: "allow-private", Usage: "let clients reach private, loopback and link-local destinations"},
+			&cli.StringSliceFlag{Name: "allow", Usage: "let clients reach this otherwise refused `CIDR` (repeatable), e.g. a LAN the exit serves"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "listen on a non-loopback address without --user (an open proxy)"},
 			&cli.StringFlag{Name: "resolver", Usage: "resolve destination names with the DNS server at `HOST:PORT` instead of the system's"},
 			&cli.StringFlag{Name: "outbound-ip", Usage: "source `IP` of outgoing connections"},
@@ -63,6 +64,13 @@ func serveAction(c *cli.Context) error {
 		return fmt.Errorf("--listen %s is not a loopback address: give --user NAME:PASS, or --allow-open to run an open proxy", addr)
 	}
 	exit := &chain.Exit{AllowPrivate: c.Bool("allow-private"), Timeout: c.Duration("connect-timeout")}
+	for _, a := range c.StringSlice("allow") {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("--allow %q: want a CIDR such as 192.168.1.0/24", a)
+		}
+		exit.Allow = append(exit.Allow, p.Masked())
+	}
 	if r := c.String("resolver"); r != "" {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			return fmt.Errorf("--resolver %q: want HOST:PORT", r)
@@ -75,10 +83,11 @@ func serveAction(c *cli.Context) error {
 		}
 	}
 	timeout := c.Duration("handshake-timeout")
-	httpSrv := &httpproxy.Server{Dialer: exit, HandshakeTimeout: timeout, Logger: log}
+	var auth socks.Authenticator // stays nil without --user: a nil map would still be non-nil here
 	if creds != nil {
-		httpSrv.Credentials = creds
+		auth = creds
 	}
+	httpSrv := &httpproxy.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, Logger: log}
 	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
 	if (certFile == "") != (keyFile == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
@@ -103,7 +112,7 @@ func serveAction(c *cli.Context) error {
 	} else {
 		socksLn, httpLn := conns.Sniff(ln, timeout)
 		servers = []server{
-			{&socks.Server{Dialer: exit, Credentials: creds, HandshakeTimeout: timeout, Logger: log}, socksLn},
+			{&socks.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, Logger: log}, socksLn},
 			{httpSrv, httpLn},
 		}
 	}

@@ -1,0 +1,132 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Users are the accounts front ends accept, with bcrypt password hashes.
+// Failed attempts are rate-limited per source address.
+type Users struct {
+	hashes map[string][]byte
+
+	// MaxFailures within Window from one source block it for the rest of
+	// the window (defaults 5 and one minute).
+	MaxFailures int
+	Window      time.Duration
+
+	mu       sync.Mutex
+	failures map[string]*failures
+	good     map[[32]byte]time.Time // recently verified credentials
+}
+
+type failures struct {
+	n     int
+	since time.Time
+}
+
+// dummyHash is compared against for unknown users, so that the time a
+// check takes does not tell which user names exist.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("veilchain: no such user"), bcrypt.DefaultCost)
+
+// NewUsers checks that every hash is a bcrypt hash.
+func NewUsers(hashes map[string]string) (*Users, error) {
+	u := &Users{hashes: map[string][]byte{}, failures: map[string]*failures{}, good: map[[32]byte]time.Time{}}
+	for name, h := range hashes {
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			return nil, fmt.Errorf("user %q: not a bcrypt hash (make one with `veilchain hash-password`): %w", name, err)
+		}
+		u.hashes[name] = []byte(h)
+	}
+	return u, nil
+}
+
+// Authenticate checks user and password for a client at source
+// ("host:port"); a source with too many recent failures is refused
+// without a check.
+func (u *Users) Authenticate(source, user, password string) bool {
+	host, _, err := net.SplitHostPort(source)
+	if err != nil {
+		host = source
+	}
+	if u.limited(host) {
+		return false
+	}
+	// bcrypt costs tens of milliseconds by design; a browser opens many
+	// connections, so a credential verified recently is remembered (by
+	// its SHA-256, for goodTTL).
+	key := sha256.Sum256([]byte(user + "\x00" + password))
+	if u.recentlyGood(key) {
+		return true
+	}
+	hash, ok := u.hashes[user]
+	if !ok {
+		hash = dummyHash
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && ok {
+		u.mu.Lock()
+		u.good[key] = time.Now()
+		u.mu.Unlock()
+		return true
+	}
+	u.fail(host)
+	return false
+}
+
+const goodTTL = 5 * time.Minute
+
+func (u *Users) recentlyGood(key [32]byte) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t, ok := u.good[key]
+	if ok && time.Since(t) > goodTTL {
+		delete(u.good, key)
+		ok = false
+	}
+	return ok
+}
+
+func (u *Users) window() time.Duration {
+	if u.Window > 0 {
+		return u.Window
+	}
+	return time.Minute
+}
+
+func (u *Users) limited(host string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	max := u.MaxFailures
+	if max <= 0 {
+		max = 5
+	}
+	f := u.failures[host]
+	return f != nil && f.n >= max && time.Since(f.since) < u.window()
+}
+
+func (u *Users) fail(host string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := time.Now()
+	if len(u.failures) > 10000 { // bound the table: forget expired entries
+		for h, f := range u.failures {
+			if now.Sub(f.since) >= u.window() {
+				delete(u.failures, h)
+			}
+		}
+	}
+	f := u.failures[host]
+	if f == nil || now.Sub(f.since) >= u.window() {
+		if len(u.failures) > 10000 {
+			return // under a flood from many sources: stop growing the table
+		}
+		f = &failures{since: now}
+		u.failures[host] = f
+	}
+	f.n++
+}
