@@ -22,7 +22,7 @@ func CheckAddr(addr string) error {
 		return fmt.Errorf("%w: bad port %q", ErrBadAddress, portStr)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.IsUnspecified() || ip.Zone() != "" {
+		if ip.IsUnspecified() || ip.Zone() != "" || ip.Unmap().Is4() && ip.Unmap().As4()[0] == 0 { // 0.0.0.0/8: "this network"
 			return fmt.Errorf("%w: %s", ErrBadAddress, host)
 		}
 		return nil

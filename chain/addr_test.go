@@ -13,7 +13,7 @@ func TestCheckAddr(t *testing.T) {
 	}{
 		{"example.com:443", true}, {"a_b-c.example:1", true}, {"xn--bcher-kva.example:80", true},
 		{"192.0.2.1:80", true}, {"[2001:db8::1]:443", true}, {strings.Repeat("a", 255) + ":1", true},
-		{":80", false}, {"0.0.0.0:80", false}, {"[::]:80", false}, {"[fe80::1%eth0]:80", false},
+		{":80", false}, {"0.0.0.0:80", false}, {"0.0.0.1:80", false}, {"0.1.2.3:80", false}, {"[::ffff:0.0.0.1]:80", false}, {"[::]:80", false}, {"[fe80::1%eth0]:80", false},
 		{"example.com:0", false}, {"example.com:65536", false}, {"example.com:http", false},
 		{"example.com", false}, {"exa mple.com:80", false}, {"bücher.example:80", false},
 		{"a/b:80", false}, {"0.0.0.0.:80", false}, {"127.1:80", false}, {"0:80", false},

@@ -38,25 +38,35 @@ func ParseHop(raw string) (Hop, error) {
 	if !ok || scheme == "" {
 		return nil, fmt.Errorf("hop URL %q: want scheme://[user:pass@]host:port", redact(raw))
 	}
+	// The user part ends at the last '@' before the query: a password may
+	// hold an unescaped '/', but '?', '#' and '@' must be %-escaped.
 	var user, pass string
 	var hasUser bool
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
+	authority, query, hasQuery := strings.Cut(rest, "?")
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
 		hasUser = true
-		userinfo := rest[:at]
-		rest = rest[at+1:]
-		u, p, _ := strings.Cut(userinfo, ":")
+		u, p, _ := strings.Cut(authority[:at], ":")
 		var err1, err2 error
 		user, err1 = url.PathUnescape(u)
 		pass, err2 = url.PathUnescape(p)
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("hop URL %q: bad %%-escape in user or password", redact(raw))
 		}
+		rest = authority[at+1:]
+		if hasQuery {
+			rest += "?" + query
+		}
 	}
-	shown := scheme + "://" + rest
+	shown := redact(raw) // when no user part was found, a stray '@' may still hide one
 	if hasUser {
 		shown = scheme + "://" + url.PathEscape(user) + ":xxxxx@" + rest
 	}
 	u, err := url.Parse(scheme + "://" + rest)
+	if err != nil && !hasUser && strings.Contains(raw, "@") {
+		// Likely a password with an unescaped '?' or '#': the parser's own
+		// message would quote part of it.
+		return nil, fmt.Errorf("hop URL %q: cannot parse it; percent-encode '?', '#' and '@' in user and password", shown)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hop URL %q: %w (want scheme://[user:pass@]host:port)", shown, redactURLError(err))
 	}

@@ -42,7 +42,8 @@ func TestParseHop(t *testing.T) {
 		{url: "socks5://u:hunter2@h:1\x7f", wantErr: "hop URL", noSecret: "hunter2"},
 		{url: "socks5://" + strings.Repeat("u", 256) + ":p@h:1", wantErr: "user name must be"},
 		{url: "socks5://alice:hunter2/x@h:1", addr: "h:1", user: "alice", pass: "hunter2/x"},
-		{url: "socks5://alice:pa#ss?w@h:1", addr: "h:1", user: "alice", pass: "pa#ss?w"},
+		{url: "socks5://alice:pa%23ss%3Fw%40@h:1", addr: "h:1", user: "alice", pass: "pa#ss?w@"},
+		{url: "socks5://alice:s3cr?et@h:1", wantErr: "percent-encode", noSecret: "s3cr"},
 		{url: "socks5://alice:hunter2/x@h:99999", wantErr: "bad port", noSecret: "hunter2"},
 		{url: "socks5://alice:1234/abcd@h:1/p", wantErr: "unexpected path", noSecret: "1234/abcd"},
 		{url: "socks9://alice:hunter2@h:1", wantErr: "unsupported scheme", noSecret: "hunter2"},
@@ -88,9 +89,16 @@ func TestParseHopSchemes(t *testing.T) {
 		{"https://127.0.0.1:8443?insecure=1", "https 127.0.0.1:8443 : tls=true sni=127.0.0.1 insecure=true"},
 		{"socks5://h:1?timeout=250ms", "socks5 h:1 timeout=250ms"},
 		{"socks4a://h?timeout=3s", "socks4a h:1080  timeout=3s"},
+		{"https://proxy.example?ca=/etc/ssl/a@b.pem&insecure=1", ""}, // '@' in the query: not a user part
 	}
 	for _, tt := range tests {
 		h, err := ParseHop(tt.url)
+		if tt.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "a@b.pem") {
+				t.Errorf("ParseHop(%q) = %v: want the ca file error, for host proxy.example", tt.url, err)
+			}
+			continue
+		}
 		if err != nil {
 			t.Errorf("ParseHop(%q): %v", tt.url, err)
 			continue

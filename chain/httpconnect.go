@@ -42,10 +42,20 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(c, 1024)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
+	// A hostile hop could send an endless head: 64 KiB is plenty.
+	limited := &io.LimitedReader{R: c, N: maxResponseHead}
+	br := bufio.NewReaderSize(limited, 4096)
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			return nil, fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
+		}
+		// Interim 1xx answers come before the final one (RFC 9110 section 15.2).
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
 	}
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
@@ -69,6 +79,8 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 	return c, nil
 }
 
+const maxResponseHead = 64 << 10
+
 // prefixConn is a conn whose first reads return bytes already read.
 type prefixConn struct {
 	net.Conn
@@ -82,6 +94,23 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.Conn.Read(b)
+}
+
+// WriteTo sends the saved bytes, then leaves the rest to the conn
+// underneath: between TCP conns io.Copy splices again.
+func (p *prefixConn) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(p.prefix)
+	p.prefix = nil
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := io.Copy(w, p.Conn)
+	return int64(n) + m, err
+}
+
+// ReadFrom writes straight to the conn underneath (its ReadFrom splices).
+func (p *prefixConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(p.Conn, r)
 }
 
 // CloseWrite passes a half-close on when the conn underneath can.

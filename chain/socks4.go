@@ -38,9 +38,13 @@ func (h *SOCKS4) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 	switch ip, err := netip.ParseAddr(host); {
 	case err == nil && ip.Unmap().Is4():
 		a := ip.Unmap().As4()
+		if a[0] == 0 && a[1] == 0 && a[2] == 0 {
+			// 0.0.0.x means "a name follows" to a SOCKS4a server.
+			return nil, fmt.Errorf("%w: 0.0.0.x cannot be sent over SOCKS4", ErrBadAddress)
+		}
 		req = append(req, a[:]...)
 	case err == nil:
-		return nil, fmt.Errorf("%w: SOCKS4 cannot carry the IPv6 address %s", ErrBadAddress, host)
+		return nil, fmt.Errorf("%w: SOCKS4 cannot carry IPv6 addresses", ErrBadAddress) // no address: this text is logged
 	case !h.A:
 		return nil, fmt.Errorf("%w: socks4:// carries IPv4 addresses only; use socks4a:// to send names", ErrBadAddress)
 	case len(host) == 0 || len(host) > 255:

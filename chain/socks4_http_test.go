@@ -62,10 +62,16 @@ func TestSOCKS4Connect(t *testing.T) {
 			}
 		})
 	}
-	// Names and IPv6 never go out over plain SOCKS4, and nothing is resolved.
-	for _, addr := range []string{"host.example:80", "[2001:db8::1]:80"} {
-		if _, err := (&SOCKS4{Address: "unused"}).Connect(context.Background(), nil, addr); !errors.Is(err, ErrBadAddress) {
-			t.Errorf("socks4 to %s: err = %v, want ErrBadAddress", addr, err)
+	// Names and IPv6 never go out over plain SOCKS4, and nothing is
+	// resolved; 0.0.0.x would read as "a name follows" to a SOCKS4a server.
+	for _, tt := range []struct {
+		addr string
+		a    bool
+	}{{"host.example:80", false}, {"[2001:db8::beef]:80", true}, {"0.0.0.1:80", true}} {
+		addr := tt.addr
+		_, err := (&SOCKS4{Address: "unused", A: tt.a}).Connect(context.Background(), nil, addr)
+		if !errors.Is(err, ErrBadAddress) || strings.Contains(err.Error(), "beef") {
+			t.Errorf("socks4 to %s: err = %v, want ErrBadAddress without the address", addr, err)
 		}
 	}
 }
@@ -194,5 +200,36 @@ func TestHTTPSConnectVerifiesTheProxy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHTTPConnectInterimAndOversize(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		answer string
+		ok     bool
+	}{
+		{"100 before 200", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", true},
+		{"endless head", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 100<<10) + "\r\n\r\n", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := fakeServer(t, func(c net.Conn) {
+				http.ReadRequest(bufio.NewReader(c))
+				io.WriteString(c, tt.answer)
+				io.Copy(c, c)
+			})
+			out, err := (&HTTPConnect{Address: addr}).Connect(context.Background(), dial(t, addr), "d.example:1")
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			_ = out
+		})
+	}
+	var pc any = &prefixConn{}
+	if _, ok := pc.(io.WriterTo); !ok {
+		t.Error("prefixConn hides WriteTo: the relay could not splice after its prefix")
+	}
+	if _, ok := pc.(io.ReaderFrom); !ok {
+		t.Error("prefixConn hides ReadFrom")
 	}
 }

@@ -391,8 +391,13 @@ func TestMixedPort(t *testing.T) {
 		{"--socks4a", mixed},
 		{"-x", "http://" + mixed},
 		{"-x", "socks4a://" + mixed},
+		{"--socks4", mixed}, // curl resolves: only the IP of the destination is sent
 	} {
-		out, err := exec.Command(curl, append([]string{"-sS", "--max-time", "10"}, append(args, url)...)...).CombinedOutput()
+		u := url
+		if args[0] == "--socks4" {
+			u = "http://127.0.0.1:" + dest.port + "/"
+		}
+		out, err := exec.Command(curl, append([]string{"-sS", "--max-time", "10"}, append(args, u)...)...).CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), "peer 127.0.0.2:") {
 			t.Errorf("curl %v: %q, %v", args, out, err)
 		}

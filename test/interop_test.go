@@ -270,7 +270,7 @@ func TestHopTypes(t *testing.T) {
 func TestIPv6(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
+		skipOrFail(t, "no IPv6 loopback here: %v", err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "peer %s\n", r.RemoteAddr)
@@ -284,5 +284,13 @@ func TestIPv6(t *testing.T) {
 		if err != nil || !strings.HasPrefix(body, "peer [::1]:") {
 			t.Errorf("%s hop at %s to %s: %q, %v", scheme, hop, ln.Addr(), body, err)
 		}
+	}
+	// Through the front end: curl sends the IPv6 literal (ATYP 0x04).
+	curl := requireProgram(t, "curl")
+	run := start(t, "run", "--socks", "[::1]:0", "--http", "", "--hop", "socks5://"+hop, "--log-format", "json")
+	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5-hostname", front, "http://"+ln.Addr().String()+"/").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "peer [::1]:") {
+		t.Errorf("curl through the front end at %s to %s: %q, %v", front, ln.Addr(), out, err)
 	}
 }

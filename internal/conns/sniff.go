@@ -15,6 +15,9 @@ import (
 // sends nothing within timeout is closed. Closing both returned listeners
 // closes ln.
 func Sniff(ln net.Listener, timeout time.Duration) (socks, http net.Listener) {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
 	m := &sniffer{parent: ln, timeout: timeout, done: make(chan struct{})}
 	m.socks = &childListener{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
 	m.http = &childListener{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
@@ -35,14 +38,22 @@ type sniffer struct {
 
 func (m *sniffer) accept() {
 	defer close(m.done)
+	var backoff time.Duration
 	for {
 		c, err := m.parent.Accept()
 		if err != nil {
-			m.mu.Lock()
-			m.err = err
-			m.mu.Unlock()
-			return
+			if errors.Is(err, net.ErrClosed) {
+				m.mu.Lock()
+				m.err = err
+				m.mu.Unlock()
+				return
+			}
+			// Out of file descriptors and the like: wait, then go on.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		go m.route(c)
 	}
 }

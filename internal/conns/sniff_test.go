@@ -1,8 +1,10 @@
 package conns
 
 import (
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,9 +34,9 @@ func TestSniffRoutesByFirstByte(t *testing.T) {
 		c.Write(tt.first[:1])
 		time.Sleep(10 * time.Millisecond)
 		c.Write(tt.first[1:])
-		got, err := tt.want.Accept()
+		got, err := acceptWithin(tt.want, 5*time.Second)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("first bytes %q: %v", tt.first, err)
 		}
 		if _, ok := got.(*net.TCPConn); !ok {
 			t.Fatalf("handed a %T, want the raw *net.TCPConn", got)
@@ -72,4 +74,59 @@ func TestSniffDropsSilentClients(t *testing.T) {
 	if _, err := socks.Accept(); err == nil {
 		t.Fatal("Accept after Close succeeded")
 	}
+}
+
+// acceptWithin fails instead of hanging when a conn went elsewhere.
+func acceptWithin(ln net.Listener, d time.Duration) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-time.After(d):
+		ln.Close() // ends the Accept above
+		return nil, errors.New("nothing arrived: routed to the wrong listener?")
+	}
+}
+
+// flakyListener fails its first Accept as a listener out of descriptors does.
+type flakyListener struct {
+	net.Listener
+	failed bool
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if !f.failed {
+		f.failed = true
+		return nil, syscall.EMFILE
+	}
+	return f.Listener.Accept()
+}
+
+func TestSniffSurvivesAcceptErrorsAndZeroTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks, http := Sniff(&flakyListener{Listener: ln}, 0)
+	defer socks.Close()
+	defer http.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{5, 1, 0})
+	got, err := acceptWithin(socks, 5*time.Second)
+	if err != nil {
+		t.Fatalf("after one accept error (and with timeout 0): %v", err)
+	}
+	got.Close()
 }
