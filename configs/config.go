@@ -38,6 +38,7 @@ type Config struct {
 	Rules []Rule `yaml:"rules"`
 	// BlockLists are files of names and ranges refused before any rule.
 	BlockLists []string `yaml:"block_lists"`
+	DNS        DNS      `yaml:"dns"`
 
 	file string     // where it came from, for error messages
 	root *yaml.Node // the parsed file, for line numbers
@@ -73,8 +74,18 @@ type Listener struct {
 	Socks string `yaml:"socks"`
 	HTTP  string `yaml:"http"`
 	Mixed string `yaml:"mixed"` // SOCKS4/4a/5 and HTTP on one port
+	DNS   string `yaml:"dns"`   // DNS front end, UDP and TCP
 	Chain string `yaml:"chain"`
 	Auth  bool   `yaml:"auth"` // require a user from users:
+}
+
+// DNS configures the DNS front ends (listeners' dns: addresses).
+type DNS struct {
+	Mode          string `yaml:"mode"`           // fake-ip | forward
+	Upstream      string `yaml:"upstream"`       // the far-side resolver, reached through the chain
+	FakeIPv4      string `yaml:"fake_ipv4"`      // fake-ip ranges
+	FakeIPv6      string `yaml:"fake_ipv6"`      //
+	BlockedAnswer string `yaml:"blocked_answer"` // nxdomain | zero
 }
 
 // Rule routes or refuses the connections it matches. Within one field any
@@ -276,7 +287,7 @@ func (c *Config) Validate() error {
 		if l.Socks == "" && l.HTTP == "" && l.Mixed == "" {
 			add(at("socks"), "missing: give socks, http or mixed addresses, such as 127.0.0.1:1080 and 127.0.0.1:8118")
 		}
-		for _, f := range [][2]string{{"socks", l.Socks}, {"http", l.HTTP}, {"mixed", l.Mixed}} {
+		for _, f := range [][2]string{{"socks", l.Socks}, {"http", l.HTTP}, {"mixed", l.Mixed}, {"dns", l.DNS}} {
 			if _, _, err := net.SplitHostPort(f[1]); f[1] != "" && err != nil {
 				add(at(f[0]), "%q is not host:port", f[1])
 			}
@@ -289,6 +300,20 @@ func (c *Config) Validate() error {
 		}
 		// A listener may name a chain that does not exist yet: flags can
 		// supply it (run --hop), and run refuses to start if none does.
+	}
+	if c.DNS.Mode != "fake-ip" && c.DNS.Mode != "forward" {
+		add([]any{"dns", "mode"}, "%q is not fake-ip or forward", c.DNS.Mode)
+	}
+	if _, _, err := net.SplitHostPort(c.DNS.Upstream); err != nil {
+		add([]any{"dns", "upstream"}, "%q is not host:port", c.DNS.Upstream)
+	}
+	for _, f := range [][2]string{{"fake_ipv4", c.DNS.FakeIPv4}, {"fake_ipv6", c.DNS.FakeIPv6}} {
+		if _, err := netip.ParsePrefix(f[1]); f[1] != "" && err != nil {
+			add([]any{"dns", f[0]}, "%q is not a CIDR", f[1])
+		}
+	}
+	if c.DNS.BlockedAnswer != "nxdomain" && c.DNS.BlockedAnswer != "zero" {
+		add([]any{"dns", "blocked_answer"}, "%q is not nxdomain or zero", c.DNS.BlockedAnswer)
 	}
 	switch c.HTTPProxy.Referer {
 	case "origin", "drop", "keep":

@@ -50,6 +50,7 @@ func TestRuleMatching(t *testing.T) {
 		{"glob misses", Rule{Globs: []string{"*.example.*"}}, "example.org:80", Client{}, false},
 		{"IDN rule, punycode request", Rule{Domains: []string{"bücher.example"}}, "xn--bcher-kva.example:80", Client{}, true},
 		{"IDN suffix", Rule{Suffixes: []string{".bücher.example"}}, "www.xn--bcher-kva.example:80", Client{}, true},
+		{"underscore names", Rule{Suffixes: []string{".example.com"}}, "_dmarc.example.com:0", Client{}, true},
 		{"CIDR v4", Rule{CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, "10.1.2.3:22", Client{}, true},
 		{"CIDR v6", Rule{CIDRs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}}, "[2001:db8::5]:443", Client{}, true},
 		{"CIDR v6 misses", Rule{CIDRs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}}, "[2001:db9::5]:443", Client{}, false},

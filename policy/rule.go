@@ -65,6 +65,11 @@ func ParsePortRange(s string) (PortRange, error) {
 // into punycode, so rules and destinations compare as DNS does.
 func CanonicalName(name string) (string, error) {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if isASCII(name) {
+		// Already in DNS form. IDNA's checks would refuse real names
+		// such as _dmarc.example.com, so they are not applied here.
+		return name, nil
+	}
 	ascii, err := idna.Lookup.ToASCII(name)
 	if err != nil {
 		return "", fmt.Errorf("name %q: %w", name, err)
@@ -126,4 +131,13 @@ func (r *Rule) matches(d dest, c Client) bool {
 	return slices.Contains(r.Domains, d.name) ||
 		slices.ContainsFunc(r.Suffixes, func(s string) bool { return d.name == s[1:] || strings.HasSuffix(d.name, s) }) ||
 		slices.ContainsFunc(r.Globs, func(g string) bool { ok, _ := path.Match(g, d.name); return ok })
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
 )
 
@@ -28,6 +30,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:1080 or the config's"},
 			&cli.StringFlag{Name: "http", Usage: "HTTP proxy listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:8118 or the config's"},
 			&cli.StringFlag{Name: "listen", Usage: "mixed listen `ADDR` of the first listener: SOCKS4/4a/5 and HTTP on one port"},
+			&cli.StringFlag{Name: "dns", Usage: "DNS front end `ADDR` of the first listener (UDP and TCP; see dns: in the config)"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
@@ -53,6 +56,19 @@ func runAction(c *cli.Context) error {
 	}
 	stopReload := reloadOnSIGHUP(cfg, router, log)
 	defer stopReload()
+	// Front ends dial through Unmap: a fake address handed out by a DNS
+	// front end reaches policy and the chain as its name again.
+	pool := fakePool(cfg)
+	dialer := resolver.Unmap(router, pool)
+	dnsServers, err := startDNS(cfg, router, pool, c.Bool("allow-open"), log)
+	defer func() {
+		for _, d := range dnsServers {
+			d.Shutdown(context.Background())
+		}
+	}()
+	if err != nil {
+		return err
+	}
 	var servers []server
 	defer func() {
 		for _, s := range servers {
@@ -69,14 +85,14 @@ func runAction(c *cli.Context) error {
 			auth = users
 		}
 		newSOCKS := func() frontEnd {
-			s := &socks.Server{Dialer: router, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
+			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
 			if auth != nil {
 				s.Auth = auth
 			}
 			return s
 		}
 		newHTTP := func() frontEnd {
-			h := newHTTPProxy(cfg, router, llog)
+			h := newHTTPProxy(cfg, dialer, llog)
 			h.Listener = l.Name
 			if auth != nil {
 				h.Auth = auth
@@ -150,6 +166,9 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	}
 	if c.IsSet("listen") {
 		cfg.Listeners[0].Mixed = c.String("listen")
+	}
+	if c.IsSet("dns") {
+		cfg.Listeners[0].DNS = c.String("dns")
 	}
 	if hops := c.StringSlice("hop"); len(hops) > 0 {
 		for _, h := range hops {

@@ -49,7 +49,7 @@ func TestPrivacyInvariants(t *testing.T) {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "network namespaces need root")
 	}
-	for _, p := range []string{"ip", "nft", "curl", "danted", "tinyproxy", "proxychains4", "sshd", "ssh", "ssh-keygen", "nc", "sha256sum"} {
+	for _, p := range []string{"ip", "nft", "curl", "danted", "tinyproxy", "proxychains4", "sshd", "ssh", "ssh-keygen", "nc", "sha256sum", "dig"} {
 		if _, err := exec.LookPath(p); err != nil {
 			skipOrFail(t, "%s not installed", p)
 		}
@@ -71,6 +71,7 @@ func TestPrivacyInvariants(t *testing.T) {
 	} {
 		t.Run(ch.name, func(t *testing.T) { s.checkChain(t, ch.socks, ch.http) })
 	}
+	t.Run("dns-front-end", s.checkDNS)
 	t.Run("proxychains4", s.checkProxychains)
 	t.Run("ssh", s.checkSSH)
 	t.Run("bulk", s.checkBulk)
@@ -131,8 +132,9 @@ func setup(t *testing.T) *suite {
 
 	// The client: one veilchain run, a listener per chain.
 	cfg := fmt.Sprintf(`log: {format: json}
+dns: {mode: forward, upstream: "198.18.0.15:53"}
 listeners:
-  - {name: ss, socks: 127.0.0.1:1080, http: 127.0.0.1:8118, chain: ss}
+  - {name: ss, socks: 127.0.0.1:1080, http: 127.0.0.1:8118, dns: 127.0.0.1:5353, chain: ss}
   - {name: sd, socks: 127.0.0.1:1081, http: 127.0.0.1:8119, chain: sd}
   - {name: ds, socks: 127.0.0.1:1082, http: 127.0.0.1:8120, chain: ds}
   - {name: sh, socks: 127.0.0.1:1083, http: 127.0.0.1:8121, chain: sh}
@@ -145,9 +147,23 @@ chains:
 	cfgFile := filepath.Join(s.dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	client := startIn(t, s.client, nil, s.bin, "run", "-c", cfgFile)
-	for _, port := range []string{"1080", "1081", "1082", "1083", "8118", "8119", "8120", "8121"} {
+	for _, port := range []string{"1080", "1081", "1082", "1083", "8118", "8119", "8120", "8121", "5353"} {
 		waitListening(t, s.client, "127.0.0.1:"+port, client)
 	}
+	// A second front end whose DNS hands out fake addresses (198.19/16,
+	// away from the test network) for clients that resolve locally.
+	fakeCfg := fmt.Sprintf(`log: {format: json}
+dns: {mode: fake-ip, upstream: "198.18.0.15:53", fake_ipv4: 198.19.0.0/16}
+listeners:
+  - {name: fk, socks: 127.0.0.1:1090, http: "", dns: 127.0.0.1:5354, chain: ss}
+chains:
+  ss: {hops: [socks5://%[1]s:1080, socks5://u:p@%[2]s:1080]}
+`, hop1IP, exitIP)
+	fakeFile := filepath.Join(s.dir, "fake.yaml")
+	os.WriteFile(fakeFile, []byte(fakeCfg), 0o600)
+	fake := startIn(t, s.client, nil, s.bin, "run", "-c", fakeFile)
+	waitListening(t, s.client, "127.0.0.1:1090", fake)
+	waitListening(t, s.client, "127.0.0.1:5354", fake)
 
 	// Count what leaves the client namespace from here on.
 	ruleset := fmt.Sprintf(`table inet vc {
@@ -262,6 +278,41 @@ func (s *suite) checkChain(t *testing.T, socksAddr, httpAddr string) {
 				t.Errorf("destination received identifying header %s: %s", h, b)
 			}
 		}
+	}
+}
+
+// checkDNS: the DNS front ends answer through the chain (forward) or
+// with fake addresses that clients which resolve locally then connect to
+// (curl --socks4 sends only an address; curl --socks5 with a resolved
+// name too); the exit's resolver does the resolving.
+func (s *suite) checkDNS(t *testing.T) {
+	before := len(s.dnseProc.seen())
+	for _, proto := range []string{"+notcp", "+tcp"} {
+		out, err := s.clientRun("dig", "@127.0.0.1", "-p", "5353", proto, "+short", "+time=10", "+tries=1", destName, "A")
+		if err != nil || strings.TrimSpace(out) != destIP {
+			t.Errorf("forward mode (%s): %q, %v: want %s", proto, out, err, destIP)
+		}
+	}
+	if n := len(s.dnseProc.seen()) - before; n < 1 {
+		t.Errorf("the exit's resolver got %d queries, want the forwarded one", n)
+	}
+	out, err := s.clientRun("dig", "@127.0.0.1", "-p", "5354", "+short", "+time=5", "+tries=1", destName, "A")
+	fakeIP := strings.TrimSpace(out)
+	if err != nil || !strings.HasPrefix(fakeIP, "198.19.") {
+		t.Fatalf("fake-ip mode: %q, %v: want an address in 198.19.0.0/16", out, err)
+	}
+	for _, args := range [][]string{
+		{"--socks4", "127.0.0.1:1090", "-H", "Host: " + destName, "http://" + fakeIP + "/"},
+		{"--socks5", "127.0.0.1:1090", "--resolve", destName + ":80:" + fakeIP, "http://" + destName + "/"},
+	} {
+		out, err := s.clientRun("curl", append([]string{"-sS", "--max-time", "20"}, args...)...)
+		if err != nil || !strings.HasPrefix(out, "peer "+exitIP+":") {
+			t.Errorf("curl %v to the fake address: %q, %v", args[:2], out, err)
+		}
+	}
+	// An address from the fake range that was never handed out is refused.
+	if out, err := s.clientRun("curl", "-sS", "--max-time", "10", "--socks4", "127.0.0.1:1090", "http://198.19.250.250/"); err == nil {
+		t.Errorf("an unmapped fake address went through: %q", out)
 	}
 }
 

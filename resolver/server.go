@@ -1,0 +1,257 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/veilchain/veilchain/chain"
+)
+
+// Server is a DNS front end. Its answers never come from this machine's
+// resolver: in fake-ip mode A and AAAA queries get addresses from Pool,
+// and everything else (all of forward mode) goes as DNS over TCP through
+// Dialer (the listener's chain) to Upstream, a resolver on the far side.
+type Server struct {
+	// Dialer reaches Upstream through the chain.
+	Dialer chain.Dialer
+	// Upstream is the far-side resolver's host:port (a destination of the chain).
+	Upstream string
+	// Pool, if set, answers A and AAAA with fake addresses (fake-ip mode).
+	Pool *FakePool
+	// Blocked, if set, reports names policy refuses: they get NXDOMAIN, or
+	// 0.0.0.0 and :: with BlockWithZero.
+	Blocked       func(name string) bool
+	BlockWithZero bool
+	// Timeout bounds a forwarded query, connect included (default 5 s).
+	Timeout time.Duration
+	// Context, if set, is the parent of every forwarded query's context
+	// (it carries the client identity for policy).
+	Context context.Context
+	Logger  *slog.Logger
+
+	cache cache
+	sf    singleflight.Group
+
+	mu      sync.Mutex
+	idle    []net.Conn // upstream conns kept for reuse
+	servers []*dns.Server
+}
+
+// FakeTTL is the TTL of fake answers: short, so programs ask again and
+// keep the mapping fresh.
+const FakeTTL = 60
+
+// ServeDNS implements dns.Handler.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	resp := s.answer(req)
+	if resp == nil {
+		return // not worth an answer
+	}
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		// Never answer a small UDP query with a large reply (no amplifier).
+		size := dns.MinMsgSize
+		if o := req.IsEdns0(); o != nil {
+			size = int(max(o.UDPSize(), dns.MinMsgSize))
+		}
+		resp.Truncate(size)
+	}
+	w.WriteMsg(resp)
+}
+
+func (s *Server) answer(req *dns.Msg) *dns.Msg {
+	if req.Response {
+		return nil
+	}
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	}
+	if len(req.Question) != 1 || len(req.Question[0].Name) > 255 {
+		m.Rcode = dns.RcodeFormatError
+		return m
+	}
+	q := req.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+	if s.Blocked != nil && name != "" && s.Blocked(name) {
+		if s.BlockWithZero && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) {
+			m.Answer = append(m.Answer, rr(q, netip.IPv4Unspecified(), netip.IPv6Unspecified(), FakeTTL))
+		} else {
+			m.Rcode = dns.RcodeNameError
+		}
+		return m
+	}
+	if s.Pool != nil && q.Qclass == dns.ClassINET && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) && name != "" {
+		if a, ok := s.Pool.Addr(name, q.Qtype == dns.TypeAAAA); ok {
+			m.Answer = append(m.Answer, rr(q, a, a, FakeTTL))
+		}
+		return m // no fake range of that family: an empty answer
+	}
+	resp, err := s.forward(req)
+	if err != nil {
+		if s.Logger != nil {
+			s.Logger.Debug("dns forward failed", "name", name, "err", err)
+		}
+		m.Rcode = dns.RcodeServerFailure
+		return m
+	}
+	resp.Id = req.Id
+	return resp
+}
+
+func rr(q dns.Question, v4, v6 netip.Addr, ttl uint32) dns.RR {
+	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: ttl}
+	if q.Qtype == dns.TypeAAAA {
+		return &dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}
+	}
+	return &dns.A{Hdr: hdr, A: v4.AsSlice()}
+}
+
+// forward answers from the cache or, once for all concurrent askers of
+// the same question, from Upstream through the chain.
+func (s *Server) forward(req *dns.Msg) (*dns.Msg, error) {
+	q := req.Question[0]
+	key := strings.ToLower(q.Name) + "/" + dns.TypeToString[q.Qtype] + "/" + dns.ClassToString[q.Qclass]
+	if m := s.cache.get(key); m != nil {
+		return m, nil
+	}
+	v, err, _ := s.sf.Do(key, func() (any, error) {
+		out := new(dns.Msg)
+		out.SetQuestion(q.Name, q.Qtype)
+		out.Question[0].Qclass = q.Qclass
+		out.RecursionDesired = true
+		out.SetEdns0(4096, false)
+		m, err := s.exchange(out)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.put(key, m)
+		return m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*dns.Msg).Copy(), nil
+}
+
+// exchange sends one query over TCP through the chain, reusing an idle
+// upstream connection when there is one.
+func (s *Server) exchange(q *dns.Msg) (*dns.Msg, error) {
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	parent := s.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	for attempt := 0; attempt < 2; attempt++ {
+		c, reused := s.takeIdle()
+		if c == nil {
+			var err error
+			if c, err = s.Dialer.DialContext(ctx, "tcp", s.Upstream); err != nil {
+				return nil, err
+			}
+		}
+		deadline, _ := ctx.Deadline()
+		c.SetDeadline(deadline)
+		dc := &dns.Conn{Conn: c}
+		err := dc.WriteMsg(q)
+		var m *dns.Msg
+		if err == nil {
+			m, err = dc.ReadMsg()
+		}
+		if err == nil && m.Id != q.Id {
+			err = errors.New("dns: reply for another query")
+		}
+		if err != nil {
+			c.Close()
+			if reused && ctx.Err() == nil {
+				continue // the upstream closed an idle conn: try a fresh one
+			}
+			return nil, err
+		}
+		c.SetDeadline(time.Time{})
+		s.putIdle(c)
+		return m, nil
+	}
+	return nil, errors.New("dns: upstream closed the connection")
+}
+
+const maxIdle = 4
+
+func (s *Server) takeIdle() (net.Conn, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.idle); n > 0 {
+		c := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		return c, true
+	}
+	return nil, false
+}
+
+func (s *Server) putIdle(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) >= maxIdle {
+		c.Close()
+		return
+	}
+	s.idle = append(s.idle, c)
+}
+
+// Listen serves DNS on UDP and TCP at addr and returns the bound address.
+func (s *Server) Listen(addr string) (string, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return "", err
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: s}
+	tcp := &dns.Server{Listener: ln, Handler: s, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+	var started sync.WaitGroup
+	for _, srv := range []*dns.Server{udp, tcp} {
+		started.Add(1)
+		srv.NotifyStartedFunc = started.Done
+		go srv.ActivateAndServe()
+	}
+	started.Wait()
+	s.mu.Lock()
+	s.servers = append(s.servers, udp, tcp)
+	s.mu.Unlock()
+	return pc.LocalAddr().String(), nil
+}
+
+// Shutdown stops the listeners and closes idle upstream connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers, idle := s.servers, s.idle
+	s.servers, s.idle = nil, nil
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		errs = append(errs, srv.ShutdownContext(ctx))
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	return errors.Join(errs...)
+}
