@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,18 +16,29 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // Chain is a Dialer that reaches addr through Hops, in order: it dials the
 // first hop, then asks each hop to connect to the next one, and the last
 // hop (the exit) to connect to addr. It never connects anywhere directly
-// except to the first hop, and it never resolves addr.
+// except to the first hop, and it never resolves addr. Mode chooses which
+// hops a connection takes; a *Pool among the Hops contributes one member.
 type Chain struct {
 	Hops []Hop
+	Mode Mode
+	// Length is how many hops Random and RoundRobin take (default all).
+	Length int
+	// Health, if set, records failures and latencies; dynamic modes and
+	// pools skip hops it counts dead.
+	Health *Health
 	// Forward reaches the first hop; nil means a net.Dialer with ConnectTimeout.
 	Forward Dialer
 	// ConnectTimeout bounds the TCP connect to the first hop (default 10 s).
 	ConnectTimeout time.Duration
 	// HandshakeTimeout bounds each hop's handshake (default 10 s).
 	HandshakeTimeout time.Duration
+
+	next atomic.Uint64 // round-robin position
 }
 
-// DialContext implements Dialer. Errors are *HopError naming the failing hop.
+// DialContext implements Dialer. Errors are *HopError naming the failing
+// hop. In every mode but Strict, a hop that fails is left out and the
+// connection tried again without it, a bounded number of times.
 func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -36,32 +48,77 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 	if len(c.Hops) == 0 {
 		return nil, ErrNoHops
 	}
-	first := c.Hops[0].Addr()
+	attempts := 1
+	if c.Mode != Strict {
+		attempts = 0
+		for _, h := range c.Hops {
+			if p, ok := h.(*Pool); ok {
+				attempts += len(p.Members)
+			} else {
+				attempts++
+			}
+		}
+	}
+	skip := map[Hop]bool{}
+	var lastErr error
+	for range attempts {
+		hops, err := c.plan(skip)
+		if err != nil {
+			break
+		}
+		conn, failed, err := c.dialThrough(ctx, hops, addr)
+		if err == nil {
+			return conn, nil
+		}
+		lastErr = err
+		if failed == nil || ctx.Err() != nil {
+			break // the destination failed, or the caller gave up: no other hop helps
+		}
+		skip[failed] = true
+	}
+	return nil, lastErr
+}
+
+// dialThrough builds one connection through hops and, on failure, says
+// which hop failed (nil when the exit could not reach the destination).
+func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.Conn, Hop, error) {
+	first := hops[0].Addr()
+	start := time.Now()
 	conn, err := c.forward().DialContext(ctx, "tcp", first)
 	if err != nil {
-		return nil, &HopError{Index: 0, Addr: first, Err: err}
+		c.Health.Failed(hops[0])
+		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
-	for i, h := range c.Hops {
+	for i, h := range hops {
 		next := addr
-		if i+1 < len(c.Hops) {
-			next = c.Hops[i+1].Addr()
+		if i+1 < len(hops) {
+			next = hops[i+1].Addr()
 		}
 		out, err := c.handshake(ctx, h, conn, next)
 		if err != nil {
 			conn.Close()
+			failed := h
 			if _, ok := errors.AsType[*ReplyError](err); ok {
-				// Say what the hop failed to reach; never name the destination.
+				// The hop works but could not reach the next one (which is
+				// the one to blame) or the destination (nobody's).
 				what := "the destination"
-				if next != addr {
+				failed = nil
+				if i+1 < len(hops) {
 					what = fmt.Sprintf("hop %d", i+2)
+					failed = hops[i+1]
 				}
 				err = fmt.Errorf("reaching %s: %w", what, err)
 			}
-			return nil, &HopError{Index: i, Addr: h.Addr(), Err: err}
+			if failed != nil && ctx.Err() == nil {
+				c.Health.Failed(failed)
+			}
+			return nil, failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
 		}
+		c.Health.Succeeded(h, time.Since(start))
+		start = time.Now()
 		conn = out
 	}
-	return conn, nil
+	return conn, nil, nil
 }
 
 func (c *Chain) forward() Dialer {

@@ -34,47 +34,10 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	method := byte(0x00)
-	if h.User != "" {
-		method = 0x02
-	}
-	// One method offered, so the server can only pick it or refuse.
-	if _, err := conn.Write([]byte{5, 1, method}); err != nil {
+	if err := h.greet(conn); err != nil {
 		return nil, err
 	}
 	var b [4]byte
-	if _, err := io.ReadFull(conn, b[:2]); err != nil {
-		return nil, fmt.Errorf("reading method reply: %w", err)
-	}
-	if b[0] != 5 {
-		return nil, fmt.Errorf("%w: version %d in method reply", ErrProtocol, b[0])
-	}
-	switch b[1] {
-	case method:
-	case 0xFF:
-		return nil, fmt.Errorf("%w: no acceptable method", ErrHopAuth)
-	default:
-		return nil, fmt.Errorf("%w: hop chose method 0x%02x", ErrProtocol, b[1])
-	}
-	if method == 0x02 {
-		auth := make([]byte, 0, 3+len(h.User)+len(h.Password))
-		auth = append(auth, 1, byte(len(h.User)))
-		auth = append(auth, h.User...)
-		auth = append(auth, byte(len(h.Password)))
-		auth = append(auth, h.Password...)
-		if _, err := conn.Write(auth); err != nil {
-			return nil, err
-		}
-		if _, err := io.ReadFull(conn, b[:2]); err != nil {
-			return nil, fmt.Errorf("reading auth reply: %w", err)
-		}
-		if b[0] != 1 {
-			return nil, fmt.Errorf("%w: version %d in auth reply", ErrProtocol, b[0])
-		}
-		if b[1] != 0 {
-			return nil, fmt.Errorf("%w: user %q refused", ErrHopAuth, h.User)
-		}
-	}
 	if _, err := conn.Write(req); err != nil {
 		return nil, err
 	}
@@ -107,6 +70,57 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 		return nil, fmt.Errorf("reading connect reply: %w", err)
 	}
 	return conn, nil
+}
+
+// Probe runs the greeting and, if the hop wants it, the auth, without
+// asking to connect anywhere: a health check that never reaches the
+// destination side.
+func (h *SOCKS5) Probe(_ context.Context, conn net.Conn) error { return h.greet(conn) }
+
+// greet offers one method and authenticates if it is user/password.
+func (h *SOCKS5) greet(conn net.Conn) error {
+	method := byte(0x00)
+	if h.User != "" {
+		method = 0x02
+	}
+	// One method offered, so the server can only pick it or refuse.
+	if _, err := conn.Write([]byte{5, 1, method}); err != nil {
+		return err
+	}
+	var b [4]byte
+	if _, err := io.ReadFull(conn, b[:2]); err != nil {
+		return fmt.Errorf("reading method reply: %w", err)
+	}
+	if b[0] != 5 {
+		return fmt.Errorf("%w: version %d in method reply", ErrProtocol, b[0])
+	}
+	switch b[1] {
+	case method:
+	case 0xFF:
+		return fmt.Errorf("%w: no acceptable method", ErrHopAuth)
+	default:
+		return fmt.Errorf("%w: hop chose method 0x%02x", ErrProtocol, b[1])
+	}
+	if method == 0x02 {
+		auth := make([]byte, 0, 3+len(h.User)+len(h.Password))
+		auth = append(auth, 1, byte(len(h.User)))
+		auth = append(auth, h.User...)
+		auth = append(auth, byte(len(h.Password)))
+		auth = append(auth, h.Password...)
+		if _, err := conn.Write(auth); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(conn, b[:2]); err != nil {
+			return fmt.Errorf("reading auth reply: %w", err)
+		}
+		if b[0] != 1 {
+			return fmt.Errorf("%w: version %d in auth reply", ErrProtocol, b[0])
+		}
+		if b[1] != 0 {
+			return fmt.Errorf("%w: user %q refused", ErrHopAuth, h.User)
+		}
+	}
+	return nil
 }
 
 // appendSOCKS5Addr appends ATYP, DST.ADDR and DST.PORT for addr. A name is

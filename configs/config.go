@@ -118,10 +118,55 @@ func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Chain is an ordered list of hop URLs, or an explicit direct route.
+// Chain is an ordered list of hops, or an explicit direct route.
 type Chain struct {
-	Hops   []string `yaml:"hops"`
-	Direct bool     `yaml:"direct"`
+	Hops   []Hop `yaml:"hops"`
+	Direct bool  `yaml:"direct"`
+	// Mode is strict (default), dynamic, random or round-robin.
+	Mode string `yaml:"mode"`
+	// Length is how many hops random and round-robin take (default all).
+	Length int `yaml:"length"`
+	// HealthCheck, if set, probes every hop this often.
+	HealthCheck time.Duration `yaml:"health_check"`
+	// ConnectTimeout and HandshakeTimeout override timeouts: for this chain.
+	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+}
+
+// Hop is one position of a chain: a hop URL, or a pool of them
+// ({pool: [URL, ...], select: failover|round-robin|random|least-latency}).
+type Hop struct {
+	URL    string
+	Pool   []string
+	Select string
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (h *Hop) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		h.URL = n.Value
+		return nil
+	}
+	var p struct {
+		Pool   []string `yaml:"pool"`
+		Select string   `yaml:"select"`
+	}
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	if len(p.Pool) == 0 {
+		return fmt.Errorf("line %d: a hop is a URL or {pool: [URL, ...], select: ...}", n.Line)
+	}
+	h.Pool, h.Select = p.Pool, p.Select
+	return nil
+}
+
+// URLs are the hop URLs of this position.
+func (h Hop) URLs() []string {
+	if h.URL != "" {
+		return []string{h.URL}
+	}
+	return h.Pool
 }
 
 // Default returns the embedded default configuration.
@@ -353,10 +398,20 @@ func (c *Config) Validate() error {
 			add([]any{"chains", name, "hops"}, "no hops: list hop URLs, or write \"direct: true\" to connect without a chain")
 		}
 		for i, h := range ch.Hops {
-			u, err := url.Parse(h)
-			if err != nil || u.Scheme == "" || u.Host == "" {
-				add([]any{"chains", name, "hops", i}, "not a hop URL (want scheme://[user:pass@]host:port)")
+			for _, raw := range h.URLs() {
+				u, err := url.Parse(raw)
+				if err != nil || u.Scheme == "" || u.Host == "" {
+					add([]any{"chains", name, "hops", i}, "not a hop URL (want scheme://[user:pass@]host:port)")
+				}
 			}
+		}
+		switch ch.Mode {
+		case "", "strict", "dynamic", "random", "round-robin":
+		default:
+			add([]any{"chains", name, "mode"}, "%q is not strict, dynamic, random or round-robin", ch.Mode)
+		}
+		if ch.Length < 0 || ch.Length > len(ch.Hops) {
+			add([]any{"chains", name, "length"}, "must be between 1 and the number of hops")
 		}
 	}
 	return errors.Join(errs...)

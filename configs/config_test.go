@@ -18,7 +18,7 @@ func TestDefaultAndExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Chains["two-hops"].Hops; len(got) != 2 || got[1] != "socks5://alice:secret@127.0.0.1:9002" {
+	if got := c.Chains["two-hops"].Hops; len(got) != 2 || got[1].URL != "socks5://alice:secret@127.0.0.1:9002" {
 		t.Fatalf("example hops = %q", got)
 	}
 	// Fields the file leaves out keep their defaults; fields it sets win.
@@ -31,8 +31,13 @@ func TestDefaultAndExample(t *testing.T) {
 	if c.Where("chains", "two-hops", "hops", 1) != "example.yaml:18" {
 		t.Fatalf("Where = %s", c.Where("chains", "two-hops", "hops", 1))
 	}
-	if _, err := Load(filepath.Join("testdata", "direct.yaml")); err != nil {
-		t.Fatalf("explicit direct chain: %v", err)
+	d2, err := Load(filepath.Join("testdata", "direct.yaml"))
+	if err != nil {
+		t.Fatalf("explicit direct chain and a pool: %v", err)
+	}
+	if p := d2.Chains["pooled"]; p.Mode != "dynamic" || p.HealthCheck != 30*time.Second || len(p.Hops) != 2 ||
+		len(p.Hops[1].Pool) != 2 || p.Hops[1].Select != "least-latency" || p.Hops[0].URL != "socks5://127.0.0.1:9001" {
+		t.Fatalf("pooled chain = %+v", p)
 	}
 }
 

@@ -26,16 +26,34 @@ type Router struct {
 	tables atomic.Pointer[tables]
 }
 
-// tables are what SIGHUP can swap while connections are live.
+// tables are what a reload swaps while connections are live.
 type tables struct {
-	rules []Rule
-	block *BlockList
+	chains   map[string]chain.Dialer
+	defaults map[string]string
+	direct   chain.Dialer
+	rules    []Rule
+	block    *BlockList
 }
 
 // SetRules replaces the rules (which must be Normalized) and the block
-// list (nil for none). Connections already made keep their chain.
+// list (nil for none), keeping the chains. Connections already made keep
+// their chain.
 func (r *Router) SetRules(rules []Rule, block *BlockList) {
-	r.tables.Store(&tables{rules: rules, block: block})
+	t := r.load()
+	r.tables.Store(&tables{chains: t.chains, defaults: t.defaults, direct: t.direct, rules: rules, block: block})
+}
+
+// Update replaces everything at once (a config reload): new connections
+// take the new chains and rules; live ones keep what they had.
+func (r *Router) Update(chains map[string]chain.Dialer, defaults map[string]string, direct chain.Dialer, rules []Rule, block *BlockList) {
+	r.tables.Store(&tables{chains: chains, defaults: defaults, direct: direct, rules: rules, block: block})
+}
+
+func (r *Router) load() *tables {
+	if t := r.tables.Load(); t != nil {
+		return t
+	}
+	return &tables{chains: r.Chains, defaults: r.Defaults, direct: r.Direct}
 }
 
 // Decide returns the action for a connection to addr by client c, and
@@ -45,17 +63,16 @@ func (r *Router) Decide(c Client, addr string) (Action, string, error) {
 	if err != nil {
 		return Action{}, "", err
 	}
-	if t := r.tables.Load(); t != nil {
-		if t.block != nil && t.block.blocks(d) {
-			return Action{Block: true}, "block list", nil
-		}
-		for i := range t.rules {
-			if t.rules[i].matches(d, c) {
-				return t.rules[i].Action, ruleName(i, &t.rules[i]), nil
-			}
+	t := r.load()
+	if t.block != nil && t.block.blocks(d) {
+		return Action{Block: true}, "block list", nil
+	}
+	for i := range t.rules {
+		if t.rules[i].matches(d, c) {
+			return t.rules[i].Action, ruleName(i, &t.rules[i]), nil
 		}
 	}
-	name, ok := r.Defaults[c.Listener]
+	name, ok := t.defaults[c.Listener]
 	if !ok {
 		return Action{}, "", fmt.Errorf("%w: listener %q has no chain", chain.ErrBlocked, c.Listener)
 	}
@@ -64,6 +81,7 @@ func (r *Router) Decide(c Client, addr string) (Action, string, error) {
 
 // DialContext implements chain.Dialer.
 func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	t := r.load()
 	a, by, err := r.Decide(ClientFrom(ctx), addr)
 	switch {
 	case err != nil:
@@ -71,12 +89,12 @@ func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Con
 	case a.Block:
 		return nil, fmt.Errorf("%w (%s)", chain.ErrBlocked, by)
 	case a.Direct:
-		if r.Direct == nil {
+		if t.direct == nil {
 			return nil, fmt.Errorf("%w (%s: direct connections are not enabled)", chain.ErrBlocked, by)
 		}
-		return r.Direct.DialContext(ctx, network, addr)
+		return t.direct.DialContext(ctx, network, addr)
 	}
-	d, ok := r.Chains[a.Chain]
+	d, ok := t.chains[a.Chain]
 	if !ok {
 		return nil, fmt.Errorf("%w (%s: no chain named %q)", chain.ErrBlocked, by, a.Chain)
 	}

@@ -11,9 +11,10 @@ import (
 )
 
 // Users are the accounts front ends accept, with bcrypt password hashes.
-// Failed attempts are rate-limited per source address.
+// Failed attempts are rate-limited per source address. The zero value
+// has no users; SetHashes fills it.
 type Users struct {
-	hashes map[string][]byte
+	hashes map[string][]byte // guarded by mu
 
 	// MaxFailures within Window from one source block it for the rest of
 	// the window (defaults 5 and one minute).
@@ -36,14 +37,28 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("veilchain: no such user")
 
 // NewUsers checks that every hash is a bcrypt hash.
 func NewUsers(hashes map[string]string) (*Users, error) {
-	u := &Users{hashes: map[string][]byte{}, failures: map[string]*failures{}, good: map[[32]byte]time.Time{}}
+	u := &Users{}
+	return u, u.SetHashes(hashes)
+}
+
+// SetHashes replaces the accounts (a reload), checking every hash first;
+// on error nothing changes.
+func (u *Users) SetHashes(hashes map[string]string) error {
+	m := map[string][]byte{}
 	for name, h := range hashes {
 		if _, err := bcrypt.Cost([]byte(h)); err != nil {
-			return nil, fmt.Errorf("user %q: not a bcrypt hash (make one with `veilchain hash-password`): %w", name, err)
+			return fmt.Errorf("user %q: not a bcrypt hash (make one with `veilchain hash-password`): %w", name, err)
 		}
-		u.hashes[name] = []byte(h)
+		m[name] = []byte(h)
 	}
-	return u, nil
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.hashes = m
+	u.good = map[[32]byte]time.Time{} // a changed password must not stay good
+	if u.failures == nil {
+		u.failures = map[string]*failures{}
+	}
+	return nil
 }
 
 // Authenticate checks user and password for a client at source
@@ -64,12 +79,17 @@ func (u *Users) Authenticate(source, user, password string) bool {
 	if u.recentlyGood(key) {
 		return true
 	}
+	u.mu.Lock()
 	hash, ok := u.hashes[user]
+	u.mu.Unlock()
 	if !ok {
 		hash = dummyHash
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && ok {
 		u.mu.Lock()
+		if u.good == nil {
+			u.good = map[[32]byte]time.Time{}
+		}
 		u.good[key] = time.Now()
 		u.mu.Unlock()
 		return true
@@ -112,6 +132,9 @@ func (u *Users) limited(host string) bool {
 func (u *Users) fail(host string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.failures == nil {
+		u.failures = map[string]*failures{}
+	}
 	now := time.Now()
 	if len(u.failures) > 10000 { // bound the table: forget expired entries
 		for h, f := range u.failures {

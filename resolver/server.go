@@ -145,6 +145,14 @@ func (s *Server) forward(req *dns.Msg) (*dns.Msg, error) {
 	return v.(*dns.Msg).Copy(), nil
 }
 
+// Query asks Upstream through the chain, bypassing the cache (for
+// `veilchain check`).
+func (s *Server) Query(name string, qtype uint16) (*dns.Msg, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	return s.exchange(q)
+}
+
 // exchange sends one query over TCP through the chain, reusing an idle
 // upstream connection when there is one.
 func (s *Server) exchange(q *dns.Msg) (*dns.Msg, error) {

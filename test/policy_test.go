@@ -121,7 +121,7 @@ block_lists: [%s]
 	defer live.Close()
 	os.WriteFile(blockFile, []byte(destName+"\n"), 0o644)
 	run.cmd.Process.Signal(syscall.SIGHUP)
-	run.waitFor(t, "reload: block lists re-read")
+	run.waitFor(t, "reload: config applied")
 	if out, err := get("--socks5-hostname", addr["app-a socks"], url(destName)); err == nil {
 		t.Errorf("after the reload a blocked name still went through: %q", out)
 	}

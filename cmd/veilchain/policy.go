@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"log/slog"
 	"maps"
 	"net"
@@ -10,52 +12,74 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/policy"
 )
 
-// buildPolicy makes the chains, the rules and the users of a config into
-// the Router every front end dials through.
-func buildPolicy(cfg *configs.Config, log *slog.Logger) (*policy.Router, *policy.Users, error) {
-	r := &policy.Router{Chains: map[string]chain.Dialer{}, Defaults: map[string]string{}}
+// built is everything a config makes for the Router; a reload builds a
+// new one and swaps it in.
+type built struct {
+	chains   map[string]chain.Dialer
+	defaults map[string]string
+	direct   chain.Dialer
+	rules    []policy.Rule
+	block    *policy.BlockList
+	users    map[string]string
+	checks   map[*chain.Chain]time.Duration // chains with periodic health checks
+}
+
+// build makes the chains, rules, block lists and users of a config.
+func build(cfg *configs.Config, log *slog.Logger) (*built, error) {
+	b := &built{chains: map[string]chain.Dialer{}, defaults: map[string]string{}, users: cfg.Users,
+		checks: map[*chain.Chain]time.Duration{}}
 	for i, l := range cfg.Listeners {
 		if _, ok := cfg.Chains[l.Chain]; !ok {
 			if len(cfg.Chains) == 0 {
-				return nil, nil, errNoHops
+				return nil, errNoHops
 			}
-			return nil, nil, cfg.Errorf([]any{"listeners", i, "chain"}, "no chain named %q", l.Chain)
+			return nil, cfg.Errorf([]any{"listeners", i, "chain"}, "no chain named %q", l.Chain)
 		}
-		r.Defaults[l.Name] = l.Chain
+		b.defaults[l.Name] = l.Chain
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Chains)) {
 		d, err := buildChain(cfg, name, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		r.Chains[name] = d
+		b.chains[name] = d
+		if c, ok := d.(*chain.Chain); ok && cfg.Chains[name].HealthCheck > 0 {
+			b.checks[c] = cfg.Chains[name].HealthCheck
+		}
 	}
-	rules, err := buildRules(cfg)
-	if err != nil {
-		return nil, nil, err
+	var err error
+	if b.rules, err = buildRules(cfg); err != nil {
+		return nil, err
 	}
-	for _, rule := range rules {
+	for _, rule := range b.rules {
 		if rule.Action.Direct {
 			log.Warn("a rule connects directly: its connections leave this machine WITHOUT any proxy", "rule", rule.Name)
-			r.Direct = &net.Dialer{Timeout: cfg.Timeouts.Connect}
+			b.direct = &net.Dialer{Timeout: cfg.Timeouts.Connect}
 		}
 	}
-	block, err := policy.LoadBlockLists(cfg.BlockLists...)
-	if err != nil {
-		return nil, nil, err
+	if b.block, err = policy.LoadBlockLists(cfg.BlockLists...); err != nil {
+		return nil, err
 	}
-	r.SetRules(rules, block)
-	users, err := policy.NewUsers(cfg.Users)
-	if err != nil {
-		return nil, nil, cfg.Errorf([]any{"users"}, "%v", err)
+	if _, err := policy.NewUsers(cfg.Users); err != nil {
+		return nil, cfg.Errorf([]any{"users"}, "%v", err)
 	}
-	return r, users, nil
+	return b, nil
+}
+
+// apply swaps b into r and starts b's health checks (until ctx ends).
+func (b *built) apply(ctx context.Context, r *policy.Router, users *policy.Users) {
+	r.Update(b.chains, b.defaults, b.direct, b.rules, b.block)
+	users.SetHashes(b.users)
+	for c, every := range b.checks {
+		go c.CheckEvery(ctx, every)
+	}
 }
 
 func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Dialer, error) {
@@ -64,17 +88,45 @@ func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Diale
 		log.Warn("chain is direct: its connections leave this machine WITHOUT any proxy", "chain", name)
 		return &net.Dialer{Timeout: cfg.Timeouts.Connect}, nil
 	}
-	c := &chain.Chain{ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake}
-	var addrs []string
-	for j, raw := range ch.Hops {
-		h, err := chain.ParseHop(raw)
-		if err != nil {
-			return nil, cfg.Errorf([]any{"chains", name, "hops", j}, "%v", err)
-		}
-		c.Hops = append(c.Hops, h)
-		addrs = append(addrs, h.Addr())
+	mode, err := chain.ParseMode(ch.Mode)
+	if err != nil {
+		return nil, cfg.Errorf([]any{"chains", name, "mode"}, "%v", err)
 	}
-	log.Info("chain", "name", name, "hops", strings.Join(addrs, " -> "))
+	c := &chain.Chain{Mode: mode, Length: ch.Length, Health: &chain.Health{},
+		ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake}
+	if ch.ConnectTimeout > 0 {
+		c.ConnectTimeout = ch.ConnectTimeout
+	}
+	if ch.HandshakeTimeout > 0 {
+		c.HandshakeTimeout = ch.HandshakeTimeout
+	}
+	var addrs []string
+	for j, spec := range ch.Hops {
+		var members []chain.Hop
+		for _, raw := range spec.URLs() {
+			h, err := chain.ParseHop(raw)
+			if err != nil {
+				return nil, cfg.Errorf([]any{"chains", name, "hops", j}, "%v", err)
+			}
+			members = append(members, h)
+		}
+		if spec.URL != "" {
+			c.Hops = append(c.Hops, members[0])
+			addrs = append(addrs, members[0].Addr())
+			continue
+		}
+		sel, err := chain.ParseSelector(spec.Select)
+		if err != nil {
+			return nil, cfg.Errorf([]any{"chains", name, "hops", j, "select"}, "%v", err)
+		}
+		c.Hops = append(c.Hops, &chain.Pool{Members: members, Select: sel})
+		var ms []string
+		for _, m := range members {
+			ms = append(ms, m.Addr())
+		}
+		addrs = append(addrs, "{"+strings.Join(ms, " | ")+"}")
+	}
+	log.Info("chain", "name", name, "mode", cmp.Or(ch.Mode, "strict"), "hops", strings.Join(addrs, " -> "))
 	return c, nil
 }
 
@@ -109,10 +161,12 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 	return rules, nil
 }
 
-// reloadOnSIGHUP re-reads the block lists on SIGHUP. Live connections keep
-// their chain; a list that fails to load leaves the old one in place.
-func reloadOnSIGHUP(cfg *configs.Config, r *policy.Router, log *slog.Logger) (stop func()) {
-	rules, _ := buildRules(cfg)
+// reloadOnSIGHUP re-reads the config (file and flags) on SIGHUP and swaps
+// its chains, rules, block lists and users in: new connections use them,
+// live ones keep their chain. A config that fails to load or build is
+// logged and the running one stays. Listener addresses are not changed
+// by a reload.
+func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -120,14 +174,22 @@ func reloadOnSIGHUP(cfg *configs.Config, r *policy.Router, log *slog.Logger) (st
 		for {
 			select {
 			case <-hup:
-				block, err := policy.LoadBlockLists(cfg.BlockLists...)
+				cfg, err := load()
+				var b *built
+				if err == nil {
+					b, err = build(cfg, log)
+				}
 				if err != nil {
-					log.Error("reload: block lists not reloaded, the old ones stay", "err", err)
+					log.Error("reload failed: the running config stays", "err", err)
 					continue
 				}
-				r.SetRules(rules, block)
-				log.Info("reload: block lists re-read", "entries", block.Len())
+				stopChecks()
+				var ctx context.Context
+				ctx, stopChecks = context.WithCancel(context.Background())
+				b.apply(ctx, r, users)
+				log.Info("reload: config applied", "chains", len(b.chains), "rules", len(b.rules), "blocked", b.block.Len())
 			case <-done:
+				stopChecks()
 				return
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/policy"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -50,11 +51,14 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	router, users, err := buildPolicy(cfg, log)
+	b, err := build(cfg, log)
 	if err != nil {
 		return err
 	}
-	stopReload := reloadOnSIGHUP(cfg, router, log)
+	router, users := &policy.Router{}, &policy.Users{}
+	checks, stopChecks := context.WithCancel(context.Background())
+	b.apply(checks, router, users)
+	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, log)
 	defer stopReload()
 	// Front ends dial through Unmap: a fake address handed out by a DNS
 	// front end reaches policy and the chain as its name again.
@@ -179,7 +183,11 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 		if cfg.Chains == nil { // "chains:" with nothing under it
 			cfg.Chains = map[string]configs.Chain{}
 		}
-		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: hops}
+		var specs []configs.Hop
+		for _, h := range hops {
+			specs = append(specs, configs.Hop{URL: h})
+		}
+		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: specs}
 	}
 	if c.IsSet("handshake-timeout") {
 		if cfg.Timeouts.Handshake = c.Duration("handshake-timeout"); cfg.Timeouts.Handshake <= 0 {

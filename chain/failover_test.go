@@ -1,0 +1,188 @@
+package chain_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/socks"
+)
+
+// hopServer is a SOCKS hop that can be stopped and started again on the
+// same address, counting the connections it carried.
+type hopServer struct {
+	t    *testing.T
+	addr string
+	used atomic.Int32
+	srv  *socks.Server
+	done chan struct{}
+}
+
+func newHopServer(t *testing.T) *hopServer {
+	h := &hopServer{t: t, addr: "127.0.0.1:0"}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *hopServer) start() {
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.addr = ln.Addr().String()
+	exit := &chain.Exit{AllowPrivate: true}
+	h.srv = &socks.Server{Dialer: chain.DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		h.used.Add(1)
+		return exit.DialContext(ctx, network, addr)
+	})}
+	h.done = make(chan struct{})
+	go func() { h.srv.Serve(ln); close(h.done) }()
+}
+
+func (h *hopServer) stop() {
+	if h.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	h.srv.Shutdown(ctx)
+	<-h.done
+	h.srv = nil
+}
+
+func echoServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { io.Copy(c, c); c.Close() })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+func roundTrip(t *testing.T, c *chain.Chain, dest string) error {
+	t.Helper()
+	conn, err := c.DialContext(context.Background(), "tcp", dest)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q, %v", buf, err)
+	}
+	return nil
+}
+
+func TestDynamicSkipsDeadHopsAndTakesThemBack(t *testing.T) {
+	dest := echoServer(t)
+	h1, h2, h3 := newHopServer(t), newHopServer(t), newHopServer(t)
+	health := &chain.Health{Backoff: 100 * time.Millisecond}
+	c := &chain.Chain{Mode: chain.Dynamic, Health: health, HandshakeTimeout: time.Second, Hops: []chain.Hop{
+		&chain.SOCKS5{Address: h1.addr}, &chain.SOCKS5{Address: h2.addr}, &chain.SOCKS5{Address: h3.addr}}}
+	if err := roundTrip(t, c, dest); err != nil || h2.used.Load() != 1 {
+		t.Fatalf("all up: %v (hop 2 used %d times)", err, h2.used.Load())
+	}
+	h2.stop()
+	if err := roundTrip(t, c, dest); err != nil {
+		t.Fatalf("hop 2 down, dynamic: %v", err)
+	}
+	if health.Alive(c.Hops[1]) {
+		t.Fatal("hop 2 failed but counts as alive")
+	}
+	strict := &chain.Chain{Hops: c.Hops, HandshakeTimeout: time.Second}
+	var he *chain.HopError
+	if err := roundTrip(t, strict, dest); !errors.As(err, &he) {
+		t.Fatalf("hop 2 down, strict: err = %v, want a HopError", err)
+	}
+	h2.start() // same address
+	time.Sleep(300 * time.Millisecond)
+	if err := roundTrip(t, c, dest); err != nil || h2.used.Load() != 2 {
+		t.Fatalf("hop 2 back: %v (hop 2 used %d times, want 2)", err, h2.used.Load())
+	}
+	// Every hop down: an error, never a direct connection.
+	h1.stop()
+	h2.stop()
+	h3.stop()
+	if err := roundTrip(t, c, dest); err == nil {
+		t.Fatal("all hops down and the dial succeeded")
+	}
+}
+
+func TestPoolFailover(t *testing.T) {
+	dest := echoServer(t)
+	a, b := newHopServer(t), newHopServer(t)
+	health := &chain.Health{Backoff: 100 * time.Millisecond}
+	pool := &chain.Pool{Select: chain.Failover, Members: []chain.Hop{&chain.SOCKS5{Address: a.addr}, &chain.SOCKS5{Address: b.addr}}}
+	c := &chain.Chain{Mode: chain.Dynamic, Health: health, Hops: []chain.Hop{pool}}
+	if err := roundTrip(t, c, dest); err != nil || a.used.Load() != 1 || b.used.Load() != 0 {
+		t.Fatalf("a up: %v (a %d, b %d)", err, a.used.Load(), b.used.Load())
+	}
+	a.stop()
+	if err := roundTrip(t, c, dest); err != nil || b.used.Load() != 1 {
+		t.Fatalf("a down: %v (b used %d)", err, b.used.Load())
+	}
+	a.start()
+	time.Sleep(300 * time.Millisecond)
+	if err := roundTrip(t, c, dest); err != nil || a.used.Load() != 2 {
+		t.Fatalf("a back: %v (a used %d, want 2)", err, a.used.Load())
+	}
+}
+
+func TestProbe(t *testing.T) {
+	h1, h2 := newHopServer(t), newHopServer(t)
+	authed := &socks.Server{Dialer: &chain.Exit{AllowPrivate: true}, Auth: socks.Credentials{"u": "p"}}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go authed.Serve(ln)
+	defer authed.Shutdown(context.Background())
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+
+	health := &chain.Health{Backoff: time.Hour}
+	c := &chain.Chain{Health: health, HandshakeTimeout: time.Second, Hops: []chain.Hop{
+		&chain.SOCKS5{Address: h1.addr},
+		&chain.Pool{Members: []chain.Hop{&chain.SOCKS5{Address: h2.addr}, &chain.SOCKS5{Address: deadAddr}}},
+		&chain.SOCKS5{Address: ln.Addr().String(), User: "u", Password: "wrong"},
+	}}
+	before := h2.used.Load()
+	reports := c.Probe(context.Background())
+	if len(reports) != 4 {
+		t.Fatalf("%d reports, want one per hop and pool member: %+v", len(reports), reports)
+	}
+	want := []struct {
+		reachable bool
+		auth      string
+	}{{true, "ok"}, {true, "ok"}, {false, "n/a"}, {true, "refused"}}
+	for i, w := range want {
+		if reports[i].Reachable != w.reachable || reports[i].Auth != w.auth {
+			t.Errorf("report %d = %+v, want reachable=%v auth=%s", i, reports[i], w.reachable, w.auth)
+		}
+	}
+	if health.Alive(c.Hops[1].(*chain.Pool).Members[1]) || health.Alive(c.Hops[2]) || !health.Alive(c.Hops[0]) {
+		t.Error("probe results did not reach Health")
+	}
+	// Probing reached hop 3 through hop 2 (a CONNECT to a hop address),
+	// and nothing else: no destination was asked for.
+	if n := h2.used.Load() - before; n != 1 {
+		t.Errorf("hop 2 connected onward %d times during the probe, want 1 (to hop 3)", n)
+	}
+}

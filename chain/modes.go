@@ -1,0 +1,193 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync/atomic"
+)
+
+// Mode chooses which hops a connection takes (as proxychains-ng users know
+// them). Modes never change how a hop connects, and none ever goes direct.
+type Mode int
+
+const (
+	// Strict takes every hop in order; any hop down fails the connection.
+	Strict Mode = iota
+	// Dynamic takes the hops in order, skipping dead ones; one must work.
+	Dynamic
+	// Random draws Length hops from the list for each connection.
+	Random
+	// RoundRobin takes Length hops in order from a rotating start.
+	RoundRobin
+)
+
+// ParseMode reads strict, dynamic, random or round-robin ("" is strict).
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "strict":
+		return Strict, nil
+	case "dynamic":
+		return Dynamic, nil
+	case "random":
+		return Random, nil
+	case "round-robin":
+		return RoundRobin, nil
+	}
+	return 0, fmt.Errorf("chain mode %q: want strict, dynamic, random or round-robin", s)
+}
+
+// Selector chooses a member of a Pool.
+type Selector int
+
+const (
+	// Failover takes the first member that is alive.
+	Failover Selector = iota
+	// RoundRobinSelect takes the members in turn.
+	RoundRobinSelect
+	// RandomSelect takes any member.
+	RandomSelect
+	// LeastLatency takes the member with the fastest handshakes.
+	LeastLatency
+)
+
+// ParseSelector reads failover, round-robin, random or least-latency.
+func ParseSelector(s string) (Selector, error) {
+	switch s {
+	case "", "failover":
+		return Failover, nil
+	case "round-robin":
+		return RoundRobinSelect, nil
+	case "random":
+		return RandomSelect, nil
+	case "least-latency":
+		return LeastLatency, nil
+	}
+	return 0, fmt.Errorf("pool selector %q: want failover, round-robin, random or least-latency", s)
+}
+
+// Pool is one position of a chain served by several proxies: each
+// connection takes one member, chosen by Select among the live ones.
+type Pool struct {
+	Members []Hop
+	Select  Selector
+	next    atomic.Uint64
+}
+
+// Addr names the pool by its first member (a Pool is expanded into one
+// member before dialling; this is for logs).
+func (p *Pool) Addr() string { return p.Members[0].Addr() }
+
+// Connect connects through the first member; Chain picks a member itself.
+func (p *Pool) Connect(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
+	return p.Members[0].Connect(ctx, conn, addr)
+}
+
+// pick chooses a member: among the live ones if any, else among all
+// (trying a dead hop beats refusing while it may have come back).
+func (p *Pool) pick(h *Health, skip map[Hop]bool) Hop {
+	var live []Hop
+	for _, m := range p.Members {
+		if h.Alive(m) && !skip[m] {
+			live = append(live, m)
+		}
+	}
+	if len(live) == 0 {
+		live = p.Members
+	}
+	switch p.Select {
+	case RoundRobinSelect:
+		return live[int(p.next.Add(1)-1)%len(live)]
+	case RandomSelect:
+		return live[rand.IntN(len(live))]
+	case LeastLatency:
+		best := live[0]
+		for _, m := range live[1:] {
+			if h.Latency(m) < h.Latency(best) {
+				best = m
+			}
+		}
+		return best
+	}
+	return live[0]
+}
+
+// plan returns the concrete hops for one connection attempt, leaving out
+// the hops in skip (those that failed earlier in this dial).
+func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
+	positions := c.Hops
+	n := len(positions)
+	length := c.Length
+	if length <= 0 || length > n {
+		length = n
+	}
+	var chosen []Hop
+	switch c.Mode {
+	case Strict:
+		chosen = append(chosen, positions...)
+	case Dynamic:
+		for _, h := range positions {
+			if !skip[h] && (c.Health.Alive(h) || isPool(h)) {
+				chosen = append(chosen, h)
+			}
+		}
+		if len(chosen) == 0 { // every hop seems dead: try those not failed in this dial
+			for _, h := range positions {
+				if !skip[h] {
+					chosen = append(chosen, h)
+				}
+			}
+		}
+	case Random:
+		order := rand.Perm(n)
+		for _, i := range order {
+			if len(chosen) < length && !skip[positions[i]] && c.Health.Alive(positions[i]) {
+				chosen = append(chosen, positions[i])
+			}
+		}
+		for _, i := range order { // not enough live ones: fill with the others
+			if len(chosen) < length && !skip[positions[i]] && !containsHop(chosen, positions[i]) {
+				chosen = append(chosen, positions[i])
+			}
+		}
+	case RoundRobin:
+		start := int(c.next.Add(1) - 1)
+		for k := 0; k < n && len(chosen) < length; k++ {
+			if h := positions[(start+k)%n]; !skip[h] && c.Health.Alive(h) {
+				chosen = append(chosen, h)
+			}
+		}
+		for k := 0; k < n && len(chosen) < length; k++ {
+			if h := positions[(start+k)%n]; !skip[h] && !containsHop(chosen, h) {
+				chosen = append(chosen, h)
+			}
+		}
+	}
+	if len(chosen) == 0 {
+		return nil, errNoLiveHops
+	}
+	for i, h := range chosen {
+		if p, ok := h.(*Pool); ok {
+			chosen[i] = p.pick(c.Health, skip)
+		}
+	}
+	return chosen, nil
+}
+
+var errNoLiveHops = errors.New("no hop left to try: every hop failed")
+
+func isPool(h Hop) bool {
+	_, ok := h.(*Pool)
+	return ok
+}
+
+func containsHop(hs []Hop, h Hop) bool {
+	for _, x := range hs {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}

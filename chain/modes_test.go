@@ -1,0 +1,98 @@
+package chain
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func hops(n int) []Hop {
+	var hs []Hop
+	for i := range n {
+		hs = append(hs, &SOCKS5{Address: fmt.Sprintf("192.0.2.%d:1080", i+1)})
+	}
+	return hs
+}
+
+func TestPoolSelectors(t *testing.T) {
+	members := hops(3)
+	count := func(p *Pool, h *Health, n int) map[Hop]int {
+		c := map[Hop]int{}
+		for range n {
+			c[p.pick(h, nil)]++
+		}
+		return c
+	}
+	if c := count(&Pool{Members: members, Select: RoundRobinSelect}, nil, 300); c[members[0]] != 100 || c[members[1]] != 100 || c[members[2]] != 100 {
+		t.Errorf("round-robin: %v, want 100 each", c)
+	}
+	// Random: each of 3 members in 3000 picks lands within 800-1200
+	// (about 8 standard deviations: this fails only when it is broken).
+	for m, n := range count(&Pool{Members: members, Select: RandomSelect}, nil, 3000) {
+		if n < 800 || n > 1200 {
+			t.Errorf("random: %s picked %d times of 3000", m.Addr(), n)
+		}
+	}
+	h := &Health{Backoff: time.Hour}
+	if c := count(&Pool{Members: members, Select: Failover}, h, 10); c[members[0]] != 10 {
+		t.Errorf("failover with all alive: %v, want the first", c)
+	}
+	h.Failed(members[0])
+	if c := count(&Pool{Members: members, Select: Failover}, h, 10); c[members[1]] != 10 {
+		t.Errorf("failover with the first dead: %v, want the second", c)
+	}
+	h.Succeeded(members[1], 30*time.Millisecond)
+	h.Succeeded(members[2], 10*time.Millisecond)
+	if c := count(&Pool{Members: members, Select: LeastLatency}, h, 10); c[members[2]] != 10 {
+		t.Errorf("least-latency: %v, want the fastest live member", c)
+	}
+	h.Failed(members[1])
+	h.Failed(members[2])
+	if c := count(&Pool{Members: members, Select: Failover}, h, 10); c[members[0]] != 10 {
+		t.Errorf("failover with all dead: %v, want a try of the first", c)
+	}
+}
+
+func TestChainModesPlan(t *testing.T) {
+	hs := hops(4)
+	c := &Chain{Hops: hs, Mode: Random, Length: 2}
+	seen := map[Hop]int{}
+	for range 400 {
+		p, err := c.plan(nil)
+		if err != nil || len(p) != 2 || p[0] == p[1] {
+			t.Fatalf("random plan %v, %v: want 2 distinct hops", p, err)
+		}
+		seen[p[0]]++
+		seen[p[1]]++
+	}
+	for _, h := range hs {
+		if seen[h] < 120 || seen[h] > 280 {
+			t.Errorf("random: %s in %d of 400 plans (want about 200)", h.Addr(), seen[h])
+		}
+	}
+
+	c = &Chain{Hops: hs[:3], Mode: RoundRobin, Length: 2}
+	for i, want := range [][2]int{{0, 1}, {1, 2}, {2, 0}, {0, 1}} {
+		p, _ := c.plan(nil)
+		if p[0] != hs[want[0]] || p[1] != hs[want[1]] {
+			t.Errorf("round-robin plan %d = %s, %s", i, p[0].Addr(), p[1].Addr())
+		}
+	}
+
+	h := &Health{Backoff: time.Hour}
+	h.Failed(hs[1])
+	c = &Chain{Hops: hs[:3], Mode: Dynamic, Health: h}
+	if p, _ := c.plan(nil); len(p) != 2 || p[0] != hs[0] || p[1] != hs[2] {
+		t.Errorf("dynamic plan with hop 2 dead: %v", p)
+	}
+	if p, _ := c.plan(map[Hop]bool{hs[0]: true}); len(p) != 1 || p[0] != hs[2] {
+		t.Errorf("dynamic plan after hop 1 failed in this dial: %v", p)
+	}
+	if _, err := c.plan(map[Hop]bool{hs[0]: true, hs[2]: true, hs[1]: true}); err == nil {
+		t.Error("a plan with every hop failed")
+	}
+	c = &Chain{Hops: hs[:3], Mode: Strict, Health: h}
+	if p, _ := c.plan(nil); len(p) != 3 {
+		t.Errorf("strict plan skipped a dead hop: %v", p)
+	}
+}

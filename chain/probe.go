@@ -1,0 +1,110 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"time"
+)
+
+// HopReport is what a probe found out about one hop.
+type HopReport struct {
+	Position  int           `json:"position"` // 1-based position in the chain
+	Addr      string        `json:"addr"`
+	Reachable bool          `json:"reachable"`
+	Latency   time.Duration `json:"latency_ns"` // reaching it through the hops before, and its greeting
+	Auth      string        `json:"auth"`       // "ok", "refused", or "n/a" for hop types without a check
+	Err       string        `json:"error,omitempty"`
+}
+
+// prober is a hop that can check its greeting and auth without asking
+// to connect anywhere.
+type prober interface {
+	Probe(ctx context.Context, conn net.Conn) error
+}
+
+// Probe checks every hop (every member of a pool) by reaching it through
+// the hops before it, as the current plan would take them, and running
+// what its protocol allows without a CONNECT. The destination side is
+// never touched. Results feed Health.
+func (c *Chain) Probe(ctx context.Context) []HopReport {
+	var reports []HopReport
+	var prefix []Hop
+	for i, pos := range c.Hops {
+		members := []Hop{pos}
+		if p, ok := pos.(*Pool); ok {
+			members = p.Members
+		}
+		for _, m := range members {
+			reports = append(reports, c.probeOne(ctx, i, prefix, m))
+		}
+		next := pos
+		if p, ok := pos.(*Pool); ok {
+			next = p.pick(c.Health, nil)
+		}
+		prefix = append(prefix, next)
+	}
+	return reports
+}
+
+func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopReport {
+	r := HopReport{Position: i + 1, Addr: h.Addr(), Auth: "n/a"}
+	start := time.Now()
+	var conn net.Conn
+	var err error
+	if len(prefix) == 0 {
+		conn, err = c.forward().DialContext(ctx, "tcp", h.Addr())
+		if err != nil {
+			c.Health.Failed(h)
+		}
+	} else {
+		var failed Hop
+		conn, failed, err = c.dialThrough(ctx, prefix, h.Addr())
+		if err != nil && failed == nil {
+			c.Health.Failed(h) // the hop before could not reach it
+		}
+	}
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	defer conn.Close()
+	r.Reachable = true
+	if p, ok := h.(prober); ok {
+		timeout := c.HandshakeTimeout
+		if timeout <= 0 {
+			timeout = DefaultHandshakeTimeout
+		}
+		conn.SetDeadline(time.Now().Add(timeout))
+		if err := p.Probe(ctx, conn); err != nil {
+			r.Auth = "refused"
+			if !errors.Is(err, ErrHopAuth) {
+				r.Auth = "n/a"
+			}
+			r.Err = err.Error()
+			c.Health.Failed(h)
+			return r
+		}
+		r.Auth = "ok"
+	}
+	r.Latency = time.Since(start)
+	c.Health.Succeeded(h, r.Latency)
+	return r
+}
+
+// CheckEvery probes the chain every interval (with ±20% jitter, so that
+// many chains do not probe in step) until ctx ends.
+func (c *Chain) CheckEvery(ctx context.Context, interval time.Duration) {
+	for {
+		d := interval + time.Duration(rand.Int64N(int64(interval)*2/5+1)) - interval/5
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		c.Probe(pctx)
+		cancel()
+	}
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/urfave/cli/v2"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/resolver"
+)
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "prove the chains: every hop's reachability, latency and auth, the exit's address, far-side DNS",
+		Description: "Exit status 1 if anything failed. The exit's address needs --echo-url, a URL whose body is the\n" +
+			"caller's address (for example one you host); far-side DNS asks dns.upstream through each chain.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`"},
+			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`s of a chain to check instead (repeatable)"},
+			&cli.StringFlag{Name: "echo-url", Usage: "http(s) `URL` that answers with the caller's address"},
+			&cli.StringFlag{Name: "dns-domain", Usage: "far-side DNS test: a fresh random name under `DOMAIN` is asked for", Value: "veilchain-check.invalid"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+		},
+		Action: checkAction,
+	}
+}
+
+type chainReport struct {
+	Name string            `json:"name"`
+	Mode string            `json:"mode"`
+	Hops []chain.HopReport `json:"hops"`
+	Exit string            `json:"exit_address,omitempty"`
+	DNS  string            `json:"far_side_dns,omitempty"`
+	Err  []string          `json:"errors,omitempty"`
+	OK   bool              `json:"ok"`
+}
+
+func checkAction(c *cli.Context) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	b, err := build(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	var reports []chainReport
+	allOK := true
+	for _, name := range slices.Sorted(maps.Keys(b.chains)) {
+		ch, ok := b.chains[name].(*chain.Chain)
+		if !ok {
+			continue // a direct chain: nothing to check
+		}
+		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), cfg.DNS.Upstream, c.String("dns-domain"))
+		allOK = allOK && r.OK
+		reports = append(reports, r)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(map[string]any{"ok": allOK, "chains": reports})
+	} else {
+		printReports(os.Stdout, reports)
+	}
+	if !allOK {
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
+func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL, upstream, domain string) chainReport {
+	if mode == "" {
+		mode = "strict"
+	}
+	r := chainReport{Name: name, Mode: mode, OK: true}
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	r.Hops = ch.Probe(pctx)
+	for _, h := range r.Hops {
+		if !h.Reachable || h.Auth == "refused" {
+			r.OK = false
+		}
+	}
+	if echoURL != "" {
+		tr := &http.Transport{DialContext: ch.DialContext, Proxy: nil}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		resp, err := client.Get(echoURL)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+			resp.Body.Close()
+			r.Exit = strings.TrimSpace(string(body))
+		} else {
+			r.OK = false
+			r.Err = append(r.Err, "exit address: "+err.Error())
+		}
+	}
+	if upstream != "" {
+		name := fmt.Sprintf("vc%08x.%s", rand.Uint32(), domain)
+		s := &resolver.Server{Dialer: ch, Upstream: upstream, Timeout: 15 * time.Second}
+		m, err := s.Query(name, dns.TypeA)
+		s.Shutdown(context.Background())
+		if err != nil {
+			r.OK = false
+			r.Err = append(r.Err, "far-side DNS: "+err.Error())
+		} else {
+			r.DNS = fmt.Sprintf("%s answered %s for %s", upstream, dns.RcodeToString[m.Rcode], name)
+		}
+	}
+	return r
+}
+
+func printReports(w io.Writer, reports []chainReport) {
+	for _, r := range reports {
+		status := "ok"
+		if !r.OK {
+			status = "FAILED"
+		}
+		fmt.Fprintf(w, "chain %s (%s): %s\n", r.Name, r.Mode, status)
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  #\thop\treachable\tauth\tlatency\terror")
+		for _, h := range r.Hops {
+			reach, lat := "yes", h.Latency.Round(100*time.Microsecond).String()
+			if !h.Reachable {
+				reach, lat = "NO", "-"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, reach, h.Auth, lat, h.Err)
+		}
+		tw.Flush()
+		if r.Exit != "" {
+			fmt.Fprintf(w, "  exit address: %s\n", r.Exit)
+		}
+		if r.DNS != "" {
+			fmt.Fprintf(w, "  far-side DNS: %s\n", r.DNS)
+		}
+		for _, e := range r.Err {
+			fmt.Fprintf(w, "  error: %s\n", e)
+		}
+	}
+}
