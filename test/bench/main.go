@@ -1,0 +1,379 @@
+// Command bench measures veilchain against a direct connection, in one
+// run on loopback: a destination, two `veilchain serve` hops and a
+// `veilchain run` front end, each hop and the front end a process of its
+// own. Every number is printed with its ratio to direct.
+//
+//	go run ./test/bench [-quick]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/veilchain/veilchain/chain"
+)
+
+var quick = flag.Bool("quick", false, "smaller runs (for a smoke test), not for the numbers")
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// sizes of each measurement
+type sizes struct {
+	bulk1, bulk8 int64 // bytes
+	setups       int
+	cpsFor       time.Duration
+	idle         int
+}
+
+func run() error {
+	sz := sizes{bulk1: 1 << 30, bulk8: 1 << 30, setups: 2000, cpsFor: 10 * time.Second, idle: 5000}
+	if *quick {
+		sz = sizes{bulk1: 64 << 20, bulk8: 64 << 20, setups: 200, cpsFor: time.Second, idle: 200}
+	}
+	dir, err := os.MkdirTemp("", "veilchain-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "veilchain")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/veilchain").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+
+	dest, err := startDestination()
+	if err != nil {
+		return err
+	}
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			p.Process.Kill()
+			p.Wait()
+		}
+	}()
+	start := func(args ...string) (*exec.Cmd, string, error) {
+		cmd := exec.Command(bin, append(args, "--log-format", "json", "--log-level", "warn")...)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			return nil, "", err
+		}
+		procs = append(procs, cmd)
+		// Listening lines are at info level: read the address from a probe.
+		return cmd, "", drain(stderr)
+	}
+	hop1Port, hop2Port, frontPort := freePort(), freePort(), freePort()
+	if _, _, err := start("serve", "--listen", "127.0.0.1:"+hop1Port, "--allow-private"); err != nil {
+		return err
+	}
+	if _, _, err := start("serve", "--listen", "127.0.0.1:"+hop2Port, "--allow-private"); err != nil {
+		return err
+	}
+	front, _, err := start("run", "--socks", "127.0.0.1:"+frontPort, "--http", "",
+		"--hop", "socks5://127.0.0.1:"+hop1Port, "--hop", "socks5://127.0.0.1:"+hop2Port)
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{hop1Port, hop2Port, frontPort} {
+		if err := waitPort("127.0.0.1:" + p); err != nil {
+			return err
+		}
+	}
+	viaChain := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + frontPort}}}
+	direct := &net.Dialer{}
+
+	fmt.Printf("veilchain bench: 2 hops (veilchain serve) behind a veilchain run front end, all on loopback; %d CPUs\n\n", numCPU())
+	fmt.Printf("%-38s %14s %14s %8s\n", "measure", "direct", "through chain", "ratio")
+	row := func(name string, d, c float64, unit string) {
+		fmt.Printf("%-38s %14s %14s %7.2fx\n", name, fmtNum(d, unit), fmtNum(c, unit), c/d)
+	}
+
+	// Bulk throughput.
+	for _, conns := range []int{1, 8} {
+		total := sz.bulk1
+		if conns == 8 {
+			total = sz.bulk8
+		}
+		d, err := bulk(direct, dest.bulk, conns, total)
+		if err != nil {
+			return fmt.Errorf("direct bulk: %w", err)
+		}
+		cpu0 := cpuSeconds(front.Process.Pid)
+		c, err := bulk(viaChain, dest.bulk, conns, total)
+		if err != nil {
+			return fmt.Errorf("chain bulk: %w", err)
+		}
+		cpu := cpuSeconds(front.Process.Pid) - cpu0
+		row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), d, c, "MiB/s")
+		if conns == 1 {
+			fmt.Printf("%-38s %14s %14.2f\n", "  front end CPU s per GiB relayed", "", cpu/(float64(total)/(1<<30)))
+		}
+	}
+
+	// Setup latency.
+	dl, err := setupLatency(direct, dest.echo, sz.setups)
+	if err != nil {
+		return err
+	}
+	cl, err := setupLatency(viaChain, dest.echo, sz.setups)
+	if err != nil {
+		return err
+	}
+	row(fmt.Sprintf("setup+1-byte echo p50, %d seq (µs)", sz.setups), us(pct(dl, 50)), us(pct(cl, 50)), "µs")
+	row(fmt.Sprintf("setup+1-byte echo p99, %d seq (µs)", sz.setups), us(pct(dl, 99)), us(pct(cl, 99)), "µs")
+
+	// Connections per second.
+	dc, de := connsPerSecond(direct, dest.echo, 64, sz.cpsFor)
+	cc, ce := connsPerSecond(viaChain, dest.echo, 64, sz.cpsFor)
+	row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), dc, cc, "/s")
+	fmt.Printf("%-38s %14d %14d\n", "  errors", de, ce)
+
+	// Memory per idle relayed connection.
+	time.Sleep(2 * time.Second) // let the conns/s run's sockets close
+	perConn, err := idleRSS(viaChain, dest.echo, front.Process.Pid, sz.idle)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-38s %14s %14.1f\n", fmt.Sprintf("front end RSS per idle conn, %d (KiB)", sz.idle), "", perConn)
+	return nil
+}
+
+// destination serves two ports: bulk (the client sends 8 bytes of length,
+// it sends that many bytes and closes) and echo.
+type destination struct{ bulk, echo string }
+
+func startDestination() (*destination, error) {
+	payload := make([]byte, 1<<20)
+	serve := func(handle func(net.Conn)) (string, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					handle(c)
+				}()
+			}
+		}()
+		return ln.Addr().String(), nil
+	}
+	bulkAddr, err := serve(func(c net.Conn) {
+		var b [8]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return
+		}
+		for n := int64(binary.BigEndian.Uint64(b[:])); n > 0; {
+			k := min(n, int64(len(payload)))
+			if _, err := c.Write(payload[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	echoAddr, err := serve(func(c net.Conn) { io.Copy(c, c) })
+	return &destination{bulk: bulkAddr, echo: echoAddr}, err
+}
+
+// bulk downloads total bytes over conns connections and returns MiB/s.
+func bulk(d chain.Dialer, addr string, conns int, total int64) (float64, error) {
+	per := total / int64(conns)
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	begin := time.Now()
+	for range conns {
+		wg.Go(func() {
+			c, err := d.DialContext(context.Background(), "tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], uint64(per))
+			c.Write(b[:])
+			n, err := io.Copy(io.Discard, c)
+			if err == nil && n != per {
+				err = fmt.Errorf("got %d bytes, want %d", n, per)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(total) / (1 << 20) / time.Since(begin).Seconds(), nil
+}
+
+func echoOnce(d chain.Dialer, addr string) error {
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte{1}); err != nil {
+		return err
+	}
+	var b [1]byte
+	_, err = io.ReadFull(c, b[:])
+	return err
+}
+
+func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, error) {
+	var ds []time.Duration
+	for range n {
+		begin := time.Now()
+		if err := echoOnce(d, addr); err != nil {
+			return nil, err
+		}
+		ds = append(ds, time.Since(begin))
+	}
+	slices.Sort(ds)
+	return ds, nil
+}
+
+func connsPerSecond(d chain.Dialer, addr string, workers int, dur time.Duration) (float64, int64) {
+	var ok, failed atomic.Int64
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if echoOnce(d, addr) == nil {
+					ok.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(ok.Load()) / dur.Seconds(), failed.Load()
+}
+
+// idleRSS opens n relayed connections through the chain, each carrying
+// one echo, holds them, and returns the front end's RSS growth per
+// connection in KiB.
+func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
+	before := rssKiB(pid)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := d.DialContext(context.Background(), "tcp", addr)
+		if err != nil {
+			return 0, err
+		}
+		conns = append(conns, c)
+		c.Write([]byte{1})
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return 0, err
+		}
+	}
+	time.Sleep(time.Second)
+	return float64(rssKiB(pid)-before) / float64(n), nil
+}
+
+func rssKiB(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// cpuSeconds is a process's user+system CPU time.
+func cpuSeconds(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100 // USER_HZ is 100 on Linux
+}
+
+func pct(ds []time.Duration, p int) time.Duration { return ds[(len(ds)-1)*p/100] }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func fmtNum(v float64, unit string) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+func freePort() string {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	return p
+}
+
+func waitPort(addr string) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return errors.New(addr + " never listened")
+}
+
+// drain keeps a child's stderr flowing, printing warnings and errors.
+func drain(r io.Reader) error {
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["level"] != "INFO" {
+				fmt.Fprintln(os.Stderr, "  [veilchain]", sc.Text())
+			}
+		}
+	}()
+	return nil
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
