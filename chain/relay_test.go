@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -112,5 +114,40 @@ func TestRelayResetEndsOtherDirection(t *testing.T) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("client side never closed")
+	}
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(entries)
+}
+
+// TestIdleRelayHoldsNoPipes: an idle relayed connection costs its sockets
+// and nothing more; splice's pipes are given back once data stops.
+func TestIdleRelayHoldsNoPipes(t *testing.T) {
+	const relays = 20
+	before := openFDs(t)
+	var clients, servers []net.Conn
+	for range relays {
+		client, server, _ := relayed(t, context.Background())
+		clients, servers = append(clients, client), append(servers, server)
+	}
+	// Some traffic both ways, so each direction has spliced once.
+	for i := range relays {
+		clients[i].Write([]byte("x"))
+		servers[i].Write([]byte("y"))
+		io.ReadFull(servers[i], make([]byte, 1))
+		io.ReadFull(clients[i], make([]byte, 1))
+	}
+	time.Sleep(spliceIdle + 500*time.Millisecond)
+	// Pipes given back wait in Go's pipe pool until a collection frees them.
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(100 * time.Millisecond)
+	if extra := openFDs(t) - before - 4*relays; extra > 4 {
+		t.Fatalf("%d idle relays hold %d descriptors beyond their 4 sockets each (splice pipes kept while idle?)", relays, extra)
 	}
 }

@@ -29,7 +29,10 @@ import (
 	"github.com/veilchain/veilchain/chain"
 )
 
-var quick = flag.Bool("quick", false, "smaller runs (for a smoke test), not for the numbers")
+var (
+	quick    = flag.Bool("quick", false, "smaller runs (for a smoke test), not for the numbers")
+	idleOnly = flag.Int("idle-only", 0, "only measure RSS with this many idle connections")
+)
 
 func main() {
 	flag.Parse()
@@ -102,6 +105,11 @@ func run() error {
 	}
 	viaChain := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + frontPort}}}
 	direct := &net.Dialer{}
+	if *idleOnly > 0 {
+		perConn, err := idleRSS(viaChain, dest.echo, front.Process.Pid, *idleOnly)
+		fmt.Printf("front end RSS per idle conn, %d: %.1f KiB\n", *idleOnly, perConn)
+		return err
+	}
 
 	fmt.Printf("veilchain bench: 2 hops (veilchain serve) behind a veilchain run front end, all on loopback; %d CPUs\n\n", numCPU())
 	fmt.Printf("%-38s %14s %14s %8s\n", "measure", "direct", "through chain", "ratio")
@@ -296,10 +304,10 @@ func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
 			c.Close()
 		}
 	}()
-	for range n {
+	for i := range n {
 		c, err := d.DialContext(context.Background(), "tcp", addr)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("idle connection %d: %w", i, err)
 		}
 		conns = append(conns, c)
 		c.Write([]byte{1})
