@@ -181,8 +181,12 @@ func startDestination() (*destination, error) {
 		go func() {
 			for {
 				c, err := ln.Accept()
-				if err != nil {
+				if errors.Is(err, net.ErrClosed) {
 					return
+				}
+				if err != nil {
+					time.Sleep(10 * time.Millisecond) // out of descriptors: wait
+					continue
 				}
 				go func() {
 					defer c.Close()
@@ -208,7 +212,20 @@ func startDestination() (*destination, error) {
 	if err != nil {
 		return nil, err
 	}
-	echoAddr, err := serve(func(c net.Conn) { io.Copy(c, c) })
+	// A plain read/write loop: io.Copy(c, c) would splice and keep a pipe
+	// (2 descriptors) per idle connection in this process.
+	echoAddr, err := serve(func(c net.Conn) {
+		buf := make([]byte, 512)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	})
 	return &destination{bulk: bulkAddr, echo: echoAddr}, err
 }
 
@@ -305,16 +322,20 @@ func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
 		}
 	}()
 	for i := range n {
-		c, err := d.DialContext(context.Background(), "tcp", addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := d.DialContext(ctx, "tcp", addr)
+		cancel()
 		if err != nil {
 			return 0, fmt.Errorf("idle connection %d: %w", i, err)
 		}
 		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
 		c.Write([]byte{1})
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("idle connection %d, echo: %w", i, err)
 		}
+
 	}
 	time.Sleep(time.Second)
 	return float64(rssKiB(pid)-before) / float64(n), nil
