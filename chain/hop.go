@@ -95,7 +95,15 @@ func ParseHop(raw string) (Hop, error) {
 	var h Hop
 	switch scheme {
 	case "socks5", "socks5h":
-		h = &SOCKS5{Address: addr, User: user, Password: pass}
+		s5 := &SOCKS5{Address: addr, User: user, Password: pass}
+		switch opts.Get("pipeline") {
+		case "", "0":
+		case "1":
+			s5.Pipeline = true
+		default:
+			return nil, fmt.Errorf("hop URL %q: pipeline=%q: want 1 or 0", shown, opts.Get("pipeline"))
+		}
+		h = s5
 	case "socks4", "socks4a":
 		if pass != "" {
 			return nil, fmt.Errorf("hop URL %q: SOCKS4 has a user ID but no password", shown)
@@ -113,9 +121,10 @@ func ParseHop(raw string) (Hop, error) {
 	for key := range opts {
 		switch {
 		case key == "timeout":
+		case (scheme == "socks5" || scheme == "socks5h") && key == "pipeline":
 		case scheme == "https" && (key == "ca" || key == "insecure" || key == "sni"):
 		default:
-			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for https also ca, insecure, sni)", shown, key)
+			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 also pipeline; for https also ca, insecure, sni)", shown, key)
 		}
 	}
 	if t := opts.Get("timeout"); t != "" {

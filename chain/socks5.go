@@ -20,6 +20,10 @@ type SOCKS5 struct {
 	Address  string // host:port of the proxy
 	User     string // empty: no authentication
 	Password string
+	// Pipeline sends greeting, auth and request in one write and reads the
+	// replies after (?pipeline=1): one round trip instead of two or three.
+	// Off by default: a server must read exactly what each step needs.
+	Pipeline bool
 }
 
 // Addr returns the proxy's host:port.
@@ -34,13 +38,24 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	if err := h.greet(conn); err != nil {
-		return nil, err
+	if h.Pipeline {
+		// Offering one method, the server can only take it or refuse, so
+		// everything can go at once; the replies are read in order.
+		if _, err := conn.Write(append(h.greeting(), req...)); err != nil {
+			return nil, err
+		}
+		if err := h.readGreetReplies(conn); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := h.greet(conn); err != nil {
+			return nil, err
+		}
+		if _, err := conn.Write(req); err != nil {
+			return nil, err
+		}
 	}
 	var b [4]byte
-	if _, err := conn.Write(req); err != nil {
-		return nil, err
-	}
 	if _, err := io.ReadFull(conn, b[:4]); err != nil {
 		return nil, fmt.Errorf("reading connect reply: %w", err)
 	}
@@ -77,18 +92,52 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 // destination side.
 func (h *SOCKS5) Probe(_ context.Context, conn net.Conn) error { return h.greet(conn) }
 
-// greet offers one method and authenticates if it is user/password.
+// greeting is the method offer, followed by the RFC 1929 auth request
+// when the hop has a user.
+func (h *SOCKS5) greeting() []byte {
+	if h.User == "" {
+		return []byte{5, 1, 0}
+	}
+	b := make([]byte, 0, 6+len(h.User)+len(h.Password))
+	b = append(b, 5, 1, 2, 1, byte(len(h.User)))
+	b = append(b, h.User...)
+	b = append(b, byte(len(h.Password)))
+	return append(b, h.Password...)
+}
+
+// greet runs the greeting in lock step: offer, method reply, then auth.
 func (h *SOCKS5) greet(conn net.Conn) error {
+	g := h.greeting()
+	if _, err := conn.Write(g[:3]); err != nil {
+		return err
+	}
+	if err := h.readMethodReply(conn); err != nil {
+		return err
+	}
+	if h.User == "" {
+		return nil
+	}
+	if _, err := conn.Write(g[3:]); err != nil {
+		return err
+	}
+	return h.readAuthReply(conn)
+}
+
+// readGreetReplies reads the method reply and, with a user, the auth reply.
+func (h *SOCKS5) readGreetReplies(conn net.Conn) error {
+	if err := h.readMethodReply(conn); err != nil || h.User == "" {
+		return err
+	}
+	return h.readAuthReply(conn)
+}
+
+func (h *SOCKS5) readMethodReply(conn net.Conn) error {
 	method := byte(0x00)
 	if h.User != "" {
 		method = 0x02
 	}
-	// One method offered, so the server can only pick it or refuse.
-	if _, err := conn.Write([]byte{5, 1, method}); err != nil {
-		return err
-	}
-	var b [4]byte
-	if _, err := io.ReadFull(conn, b[:2]); err != nil {
+	var b [2]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		return fmt.Errorf("reading method reply: %w", err)
 	}
 	if b[0] != 5 {
@@ -96,29 +145,23 @@ func (h *SOCKS5) greet(conn net.Conn) error {
 	}
 	switch b[1] {
 	case method:
+		return nil
 	case 0xFF:
 		return fmt.Errorf("%w: no acceptable method", ErrHopAuth)
-	default:
-		return fmt.Errorf("%w: hop chose method 0x%02x", ErrProtocol, b[1])
 	}
-	if method == 0x02 {
-		auth := make([]byte, 0, 3+len(h.User)+len(h.Password))
-		auth = append(auth, 1, byte(len(h.User)))
-		auth = append(auth, h.User...)
-		auth = append(auth, byte(len(h.Password)))
-		auth = append(auth, h.Password...)
-		if _, err := conn.Write(auth); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(conn, b[:2]); err != nil {
-			return fmt.Errorf("reading auth reply: %w", err)
-		}
-		if b[0] != 1 {
-			return fmt.Errorf("%w: version %d in auth reply", ErrProtocol, b[0])
-		}
-		if b[1] != 0 {
-			return fmt.Errorf("%w: user %q refused", ErrHopAuth, h.User)
-		}
+	return fmt.Errorf("%w: hop chose method 0x%02x", ErrProtocol, b[1])
+}
+
+func (h *SOCKS5) readAuthReply(conn net.Conn) error {
+	var b [2]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return fmt.Errorf("reading auth reply: %w", err)
+	}
+	if b[0] != 1 {
+		return fmt.Errorf("%w: version %d in auth reply", ErrProtocol, b[0])
+	}
+	if b[1] != 0 {
+		return fmt.Errorf("%w: user %q refused", ErrHopAuth, h.User)
 	}
 	return nil
 }

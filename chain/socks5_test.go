@@ -76,6 +76,23 @@ func TestSOCKS5Connect(t *testing.T) {
 			},
 		},
 		{
+			name: "pipelined, with auth",
+			hop:  SOCKS5{User: "alice", Password: "pw", Pipeline: true},
+			addr: "h:1",
+			steps: []script{
+				{[]byte{5, 1, 2}, []byte{5, 2}},
+				{[]byte("\x01\x05alice\x02pw"), []byte{1, 0}},
+				{[]byte{5, 1, 0, 3, 1, 'h', 0, 1}, okReply},
+			},
+		},
+		{
+			name:    "pipelined, auth refused",
+			hop:     SOCKS5{User: "alice", Password: "bad", Pipeline: true},
+			addr:    "h:1",
+			steps:   []script{{[]byte{5, 1, 2}, []byte{5, 2}}, {[]byte("\x01\x05alice\x03bad"), []byte{1, 1}}},
+			wantErr: ErrHopAuth,
+		},
+		{
 			name:    "auth refused",
 			hop:     SOCKS5{User: "alice", Password: "bad"},
 			addr:    "h:1",

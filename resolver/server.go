@@ -224,13 +224,8 @@ func (s *Server) putIdle(c net.Conn) {
 
 // Listen serves DNS on UDP and TCP at addr and returns the bound address.
 func (s *Server) Listen(addr string) (string, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenBoth(addr)
 	if err != nil {
-		return "", err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return "", err
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: s}

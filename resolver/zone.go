@@ -98,13 +98,8 @@ func canonical(name string) string {
 // Listen serves the zone on UDP and TCP at addr ("127.0.0.1:0" picks a
 // free port, the same for both) and returns the address.
 func (z *Zone) Listen(addr string) (string, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenBoth(addr)
 	if err != nil {
-		return "", err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return "", err
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: z}
@@ -133,4 +128,25 @@ func (z *Zone) Close() error {
 		errs = append(errs, s.Shutdown())
 	}
 	return errors.Join(errs...)
+}
+
+// listenBoth listens on UDP and TCP at the same address. With port 0 the
+// UDP port is picked first and may be taken for TCP: it tries again.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	var err error
+	for range 20 {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return nil, nil, err
+		}
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break
+		}
+	}
+	return nil, nil, err
 }

@@ -31,7 +31,9 @@ import (
 
 var (
 	quick    = flag.Bool("quick", false, "smaller runs (for a smoke test), not for the numbers")
-	idleOnly = flag.Int("idle-only", 0, "only measure RSS with this many idle connections")
+	idleOnly  = flag.Int("idle-only", 0, "only measure RSS with this many idle connections")
+	setupOnly = flag.Bool("setup-only", false, "only measure setup latency")
+	pipeline  = flag.Bool("pipeline", false, "pipelined SOCKS5 handshakes (?pipeline=1) on every link")
 )
 
 func main() {
@@ -93,8 +95,12 @@ func run() error {
 	if _, _, err := start("serve", "--listen", "127.0.0.1:"+hop2Port, "--allow-private"); err != nil {
 		return err
 	}
+	opt := ""
+	if *pipeline {
+		opt = "?pipeline=1"
+	}
 	front, _, err := start("run", "--socks", "127.0.0.1:"+frontPort, "--http", "",
-		"--hop", "socks5://127.0.0.1:"+hop1Port, "--hop", "socks5://127.0.0.1:"+hop2Port)
+		"--hop", "socks5://127.0.0.1:"+hop1Port+opt, "--hop", "socks5://127.0.0.1:"+hop2Port+opt)
 	if err != nil {
 		return err
 	}
@@ -103,7 +109,7 @@ func run() error {
 			return err
 		}
 	}
-	viaChain := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + frontPort}}}
+	viaChain := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + frontPort, Pipeline: *pipeline}}}
 	direct := &net.Dialer{}
 	if *idleOnly > 0 {
 		perConn, err := idleRSS(viaChain, dest.echo, front.Process.Pid, *idleOnly)
@@ -119,6 +125,9 @@ func run() error {
 
 	// Bulk throughput.
 	for _, conns := range []int{1, 8} {
+		if *setupOnly {
+			break
+		}
 		total := sz.bulk1
 		if conns == 8 {
 			total = sz.bulk8
@@ -150,6 +159,10 @@ func run() error {
 	}
 	row(fmt.Sprintf("setup+1-byte echo p50, %d seq (µs)", sz.setups), us(pct(dl, 50)), us(pct(cl, 50)), "µs")
 	row(fmt.Sprintf("setup+1-byte echo p99, %d seq (µs)", sz.setups), us(pct(dl, 99)), us(pct(cl, 99)), "µs")
+
+	if *setupOnly {
+		return nil
+	}
 
 	// Connections per second.
 	dc, de := connsPerSecond(direct, dest.echo, 64, sz.cpsFor)
