@@ -30,7 +30,7 @@ import (
 )
 
 var (
-	quick    = flag.Bool("quick", false, "smaller runs (for a smoke test), not for the numbers")
+	quick     = flag.Bool("quick", false, "smaller runs (for a smoke test), not for the numbers")
 	idleOnly  = flag.Int("idle-only", 0, "only measure RSS with this many idle connections")
 	setupOnly = flag.Bool("setup-only", false, "only measure setup latency")
 	pipeline  = flag.Bool("pipeline", false, "pipelined SOCKS5 handshakes (?pipeline=1) on every link")
