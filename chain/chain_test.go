@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // socksHop is a minimal no-auth SOCKS5 hop that connects onward with
@@ -51,12 +53,8 @@ func socksHop(t *testing.T, asked chan<- string) string {
 	})
 }
 
-func echoServer(t *testing.T) string {
-	return fakeServer(t, func(c net.Conn) { io.Copy(c, c) })
-}
-
 func TestChainThroughTwoHops(t *testing.T) {
-	echo := echoServer(t)
+	echo := testnet.Echo(t)
 	asked1, asked2 := make(chan string, 1), make(chan string, 1)
 	h1, h2 := socksHop(t, asked1), socksHop(t, asked2)
 	_, echoPort, _ := net.SplitHostPort(echo)

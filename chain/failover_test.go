@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/testnet"
 	"github.com/veilchain/veilchain/socks"
 )
 
@@ -57,25 +57,6 @@ func (h *hopServer) stop() {
 	h.srv = nil
 }
 
-func echoServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { io.Copy(c, c); c.Close() })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 func roundTrip(t *testing.T, c *chain.Chain, dest string) error {
 	t.Helper()
 	conn, err := c.DialContext(context.Background(), "tcp", dest)
@@ -93,7 +74,7 @@ func roundTrip(t *testing.T, c *chain.Chain, dest string) error {
 }
 
 func TestDynamicSkipsDeadHopsAndTakesThemBack(t *testing.T) {
-	dest := echoServer(t)
+	dest := testnet.Echo(t)
 	h1, h2, h3 := newHopServer(t), newHopServer(t), newHopServer(t)
 	health := &chain.Health{Backoff: 100 * time.Millisecond}
 	c := &chain.Chain{Mode: chain.Dynamic, Health: health, HandshakeTimeout: time.Second, Hops: []chain.Hop{
@@ -128,7 +109,7 @@ func TestDynamicSkipsDeadHopsAndTakesThemBack(t *testing.T) {
 }
 
 func TestPoolFailover(t *testing.T) {
-	dest := echoServer(t)
+	dest := testnet.Echo(t)
 	a, b := newHopServer(t), newHopServer(t)
 	health := &chain.Health{Backoff: 100 * time.Millisecond}
 	pool := &chain.Pool{Select: chain.Failover, Members: []chain.Hop{&chain.SOCKS5{Address: a.addr}, &chain.SOCKS5{Address: b.addr}}}

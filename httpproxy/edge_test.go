@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // scriptedOrigin accepts one connection and runs fn on it; stop closes
@@ -68,7 +70,7 @@ func TestPipelinedResponsesStayInSync(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
 		readHead(br)
 	})
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o}})
 	c, br := rawConn(t, proxy)
 	io.WriteString(c, "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n"+
 		"HEAD http://d.example/h HTTP/1.1\r\nHost: d.example\r\n\r\n"+
@@ -102,7 +104,7 @@ func TestNoContinueAfterFinalResponse(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		io.Copy(io.Discard, br)
 	})
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o}})
 	c, _ := rawConn(t, proxy)
 	io.WriteString(c, "PUT http://d.example/ HTTP/1.1\r\nHost: d.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -130,7 +132,7 @@ func TestEarlyResponseWhileUploading(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
 		}
 	})
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o}})
 	c, br := rawConn(t, proxy)
 	go io.WriteString(c, "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\nContent-Length: 200000\r\n\r\n"+strings.Repeat("x", 200000)+
 		"GET http://d.example/next HTTP/1.1\r\nHost: d.example\r\n\r\n")

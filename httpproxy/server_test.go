@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -114,23 +115,6 @@ var bigBody = func() []byte {
 	return b
 }()
 
-// startProxy runs srv on loopback until the end of the test.
-func startProxy(t *testing.T, srv *Server) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 func proxyClient(t *testing.T, proxy string) *http.Client {
 	u, _ := url.Parse("http://" + proxy)
 	tr := &http.Transport{Proxy: http.ProxyURL(u), DisableCompression: true}
@@ -141,7 +125,7 @@ func proxyClient(t *testing.T, proxy string) *http.Client {
 func TestForwardStripsIdentifyingHeaders(t *testing.T) {
 	o := newOrigin(t)
 	fc := &fakeChain{target: o.addr}
-	proxy := startProxy(t, &Server{Dialer: fc})
+	proxy := testnet.Serve(t, &Server{Dialer: fc})
 	req, _ := http.NewRequest("GET", "http://dest.example/page?q=1", nil)
 	req.Header.Set("X-Forwarded-For", "192.0.2.99")
 	req.Header.Set("Via", "1.1 leaky")
@@ -175,7 +159,7 @@ func TestForwardStripsIdentifyingHeaders(t *testing.T) {
 func TestKeepAliveReusesBothSides(t *testing.T) {
 	o := newOrigin(t)
 	fc := &fakeChain{target: o.addr}
-	proxy := startProxy(t, &Server{Dialer: fc})
+	proxy := testnet.Serve(t, &Server{Dialer: fc})
 	client := proxyClient(t, proxy)
 	reused := 0
 	for i := range 5 {
@@ -202,7 +186,7 @@ func TestKeepAliveReusesBothSides(t *testing.T) {
 
 func TestBodiesStreamBothWays(t *testing.T) {
 	o := newOrigin(t)
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o.addr}})
 	client := proxyClient(t, proxy)
 
 	// Chunked upload (unknown length) of 8 MiB.
@@ -252,7 +236,7 @@ func rawConn(t *testing.T, proxy string) (net.Conn, *bufio.Reader) {
 
 func TestExpectContinue(t *testing.T) {
 	o := newOrigin(t)
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o.addr}})
 	c, br := rawConn(t, proxy)
 	io.WriteString(c, "PUT http://dest.example/up HTTP/1.1\r\nHost: dest.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	line, err := br.ReadString('\n')
@@ -273,7 +257,7 @@ func TestExpectContinue(t *testing.T) {
 
 func TestWebSocketUpgrade(t *testing.T) {
 	o := newOrigin(t)
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o.addr}})
 	c, br := rawConn(t, proxy)
 	io.WriteString(c, "GET http://dest.example/ws HTTP/1.1\r\nHost: dest.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\nX-Forwarded-For: 192.0.2.9\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -305,7 +289,7 @@ func TestConnectTunnel(t *testing.T) {
 		}
 	}()
 	fc := &fakeChain{target: echo.Addr().String()}
-	proxy := startProxy(t, &Server{Dialer: fc})
+	proxy := testnet.Serve(t, &Server{Dialer: fc})
 	c, br := rawConn(t, proxy)
 	// The first tunnel bytes come in the same write as the CONNECT.
 	io.WriteString(c, "CONNECT dest.example:443 HTTP/1.1\r\nHost: dest.example:443\r\n\r\nearly")
@@ -348,7 +332,7 @@ func TestBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fc := &fakeChain{target: "127.0.0.1:1"}
-			proxy := startProxy(t, &Server{Dialer: fc})
+			proxy := testnet.Serve(t, &Server{Dialer: fc})
 			c, br := rawConn(t, proxy)
 			io.WriteString(c, strings.ReplaceAll(tt.req, "PROXY", proxy))
 			resp, err := http.ReadResponse(br, nil)
@@ -386,7 +370,7 @@ func TestChainFailureStatuses(t *testing.T) {
 	for _, tt := range tests {
 		for _, method := range []string{"GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n\r\n", "CONNECT d.example:443 HTTP/1.1\r\nHost: d.example:443\r\n\r\n"} {
 			t.Run(tt.name+" "+method[:4], func(t *testing.T) {
-				proxy := startProxy(t, &Server{Dialer: &fakeChain{err: tt.err}})
+				proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{err: tt.err}})
 				c, br := rawConn(t, proxy)
 				io.WriteString(c, method)
 				resp, err := http.ReadResponse(br, nil)
@@ -419,7 +403,7 @@ func TestErrorTextOffLoopback(t *testing.T) {
 
 func TestProxyAuth(t *testing.T) {
 	o := newOrigin(t)
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{target: o.addr}, Auth: creds{"alice": "pw"}})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{target: o.addr}, Auth: creds{"alice": "pw"}})
 	for _, tt := range []struct {
 		user string
 		code int
@@ -452,7 +436,7 @@ type creds map[string]string
 func (c creds) Authenticate(_, u, p string) bool { return c[u] == p && p != "" }
 
 func TestSlowClientIsDropped(t *testing.T) {
-	proxy := startProxy(t, &Server{Dialer: &fakeChain{}, HandshakeTimeout: 200 * time.Millisecond})
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{}, HandshakeTimeout: 200 * time.Millisecond})
 	c, br := rawConn(t, proxy)
 	io.WriteString(c, "GET http://d.example/ HTTP/1.1\r\nHost: d.exa") // and then nothing
 	begin := time.Now()

@@ -224,23 +224,14 @@ func (s *Server) putIdle(c net.Conn) {
 
 // Listen serves DNS on UDP and TCP at addr and returns the bound address.
 func (s *Server) Listen(addr string) (string, error) {
-	pc, ln, err := listenBoth(addr)
+	bound, servers, err := serveBoth(addr, s)
 	if err != nil {
 		return "", err
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: s}
-	tcp := &dns.Server{Listener: ln, Handler: s, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
-	var started sync.WaitGroup
-	for _, srv := range []*dns.Server{udp, tcp} {
-		started.Add(1)
-		srv.NotifyStartedFunc = started.Done
-		go srv.ActivateAndServe()
-	}
-	started.Wait()
 	s.mu.Lock()
-	s.servers = append(s.servers, udp, tcp)
+	s.servers = append(s.servers, servers...)
 	s.mu.Unlock()
-	return pc.LocalAddr().String(), nil
+	return bound, nil
 }
 
 // Shutdown stops the listeners and closes idle upstream connections.

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -98,23 +99,14 @@ func canonical(name string) string {
 // Listen serves the zone on UDP and TCP at addr ("127.0.0.1:0" picks a
 // free port, the same for both) and returns the address.
 func (z *Zone) Listen(addr string) (string, error) {
-	pc, ln, err := listenBoth(addr)
+	bound, servers, err := serveBoth(addr, z)
 	if err != nil {
 		return "", err
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: z}
-	tcp := &dns.Server{Listener: ln, Handler: z}
-	var started sync.WaitGroup
-	for _, s := range []*dns.Server{udp, tcp} {
-		started.Add(1)
-		s.NotifyStartedFunc = started.Done
-		go s.ActivateAndServe()
-	}
-	started.Wait()
 	z.mu.Lock()
-	z.servers = append(z.servers, udp, tcp)
+	z.servers = append(z.servers, servers...)
 	z.mu.Unlock()
-	return pc.LocalAddr().String(), nil
+	return bound, nil
 }
 
 // Close stops the servers started by Listen.
@@ -128,6 +120,29 @@ func (z *Zone) Close() error {
 		errs = append(errs, s.Shutdown())
 	}
 	return errors.Join(errs...)
+}
+
+// serveBoth serves h on UDP and TCP at addr (the same port for both) and
+// returns the bound address once both serve. TCP clients that go quiet
+// are dropped after 10 s.
+func serveBoth(addr string, h dns.Handler) (string, []*dns.Server, error) {
+	pc, ln, err := listenBoth(addr)
+	if err != nil {
+		return "", nil, err
+	}
+	idle := func() time.Duration { return 10 * time.Second }
+	servers := []*dns.Server{
+		{PacketConn: pc, Handler: h},
+		{Listener: ln, Handler: h, ReadTimeout: 10 * time.Second, IdleTimeout: idle},
+	}
+	var started sync.WaitGroup
+	for _, s := range servers {
+		started.Add(1)
+		s.NotifyStartedFunc = started.Done
+		go s.ActivateAndServe()
+	}
+	started.Wait()
+	return pc.LocalAddr().String(), servers, nil
 }
 
 // listenBoth listens on UDP and TCP at the same address. With port 0 the

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -44,43 +45,6 @@ func (r *recorder) calls() []string {
 	return append([]string(nil), r.asked...)
 }
 
-// echo runs an echo server for the test.
-func echo(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { io.Copy(c, c); c.Close() })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
-// start runs srv on loopback until the end of the test.
-func start(t *testing.T, srv *Server) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 func roundTrip(t *testing.T, c net.Conn, msg string) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -107,8 +71,8 @@ func TestServerWithIndependentClient(t *testing.T) {
 		{name: "auth required, client offers none", creds: Credentials{"alice": "pw"}, wantErr: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := &recorder{target: echo(t)}
-			addr := start(t, &Server{Dialer: rec, Auth: authOf(tt.creds)})
+			rec := &recorder{target: testnet.Echo(t)}
+			addr := testnet.Serve(t, &Server{Dialer: rec, Auth: authOf(tt.creds)})
 			d, err := proxy.SOCKS5("tcp", addr, tt.auth, proxy.Direct)
 			if err != nil {
 				t.Fatal(err)
@@ -181,7 +145,7 @@ func TestServerRejectsBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{target: "127.0.0.1:1"}
-			addr := start(t, &Server{Dialer: rec, HandshakeTimeout: time.Second})
+			addr := testnet.Serve(t, &Server{Dialer: rec, HandshakeTimeout: time.Second})
 			if got := exchange(t, addr, tt.in); !bytes.Equal(got, tt.want) {
 				t.Fatalf("got % x, want % x", got, tt.want)
 			}
@@ -194,7 +158,7 @@ func TestServerRejectsBadRequests(t *testing.T) {
 
 func TestServerRepliesWithTheChainsCode(t *testing.T) {
 	rec := &recorder{err: &chain.HopError{Index: 1, Addr: "h:1", Err: &chain.ReplyError{Code: 5}}}
-	addr := start(t, &Server{Dialer: rec})
+	addr := testnet.Serve(t, &Server{Dialer: rec})
 	got := exchange(t, addr, []byte{5, 1, 0, 5, 1, 0, 3, 4, 'h', 'o', 's', 't', 0, 80})
 	if want := []byte{5, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0}; !bytes.Equal(got, want) {
 		t.Fatalf("got % x, want % x", got, want)
@@ -202,7 +166,7 @@ func TestServerRepliesWithTheChainsCode(t *testing.T) {
 }
 
 func TestServerDropsSilentClient(t *testing.T) {
-	addr := start(t, &Server{Dialer: &recorder{}, HandshakeTimeout: 100 * time.Millisecond})
+	addr := testnet.Serve(t, &Server{Dialer: &recorder{}, HandshakeTimeout: 100 * time.Millisecond})
 	for _, partial := range [][]byte{nil, {5}, {5, 1, 0, 5, 1}} {
 		begin := time.Now()
 		got := exchange(t, addr, partial)
@@ -216,8 +180,8 @@ func TestServerDropsSilentClient(t *testing.T) {
 }
 
 func TestServerForwardsPipelinedData(t *testing.T) {
-	rec := &recorder{target: echo(t)}
-	addr := start(t, &Server{Dialer: rec})
+	rec := &recorder{target: testnet.Echo(t)}
+	addr := testnet.Serve(t, &Server{Dialer: rec})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +202,7 @@ func TestServerForwardsPipelinedData(t *testing.T) {
 }
 
 func TestShutdownLetsLiveConnectionsFinish(t *testing.T) {
-	rec := &recorder{target: echo(t)}
+	rec := &recorder{target: testnet.Echo(t)}
 	srv := &Server{Dialer: rec}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -303,8 +267,8 @@ func TestShutdownCutsHandshakes(t *testing.T) {
 }
 
 func TestSOCKS4(t *testing.T) {
-	rec := &recorder{target: echo(t)}
-	addr := start(t, &Server{Dialer: rec})
+	rec := &recorder{target: testnet.Echo(t)}
+	addr := testnet.Serve(t, &Server{Dialer: rec})
 	for _, tt := range []struct {
 		name string
 		req  []byte
@@ -358,7 +322,7 @@ func TestSOCKS4Rejects(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{target: "127.0.0.1:1"}
-			addr := start(t, &Server{Dialer: rec, Auth: authOf(tt.creds), HandshakeTimeout: 300 * time.Millisecond})
+			addr := testnet.Serve(t, &Server{Dialer: rec, Auth: authOf(tt.creds), HandshakeTimeout: 300 * time.Millisecond})
 			if got := exchange(t, addr, tt.req); !bytes.Equal(got, tt.want) {
 				t.Fatalf("got % x, want % x", got, tt.want)
 			}

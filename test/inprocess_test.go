@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/testnet"
 	"github.com/veilchain/veilchain/socks"
 )
 
@@ -52,24 +53,6 @@ func (r *recordingDialer) addrs() []string {
 	return append([]string(nil), r.seen...)
 }
 
-// serveSOCKS runs a socks.Server on loopback until the end of the test.
-func serveSOCKS(t *testing.T, srv *socks.Server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 // twoHops is a front end chained through two `serve`-style hops. The exit
 // resolves names with its own DNS server and sends from 127.0.0.2.
 type twoHops struct {
@@ -85,9 +68,9 @@ func newTwoHops(t *testing.T, exit *chain.Exit, exitCreds socks.Credentials, fro
 		exitSeen: &recordingDialer{next: exit},
 		hop1Seen: &recordingDialer{next: &chain.Exit{AllowPrivate: true}},
 	}
-	th.exitAddr = serveSOCKS(t, &socks.Server{Dialer: th.exitSeen, Auth: exitCreds})
-	hop1 := serveSOCKS(t, &socks.Server{Dialer: th.hop1Seen})
-	th.front = serveSOCKS(t, &socks.Server{Dialer: &chain.Chain{
+	th.exitAddr = testnet.Serve(t, &socks.Server{Dialer: th.exitSeen, Auth: exitCreds})
+	hop1 := testnet.Serve(t, &socks.Server{Dialer: th.hop1Seen})
+	th.front = testnet.Serve(t, &socks.Server{Dialer: &chain.Chain{
 		Hops:             frontHops(hop1, th.exitAddr),
 		HandshakeTimeout: 500 * time.Millisecond,
 	}})
@@ -157,7 +140,7 @@ func connect(t *testing.T, front, host string, port uint16) byte {
 func TestFailClosed(t *testing.T) {
 	dest := newDestination(t)
 	_, dnsAddr := exitDNS(t)
-	silent := silentServer(t)
+	silent := testnet.Silent(t)
 	var port uint16
 	for _, c := range dest.port {
 		port = port*10 + uint16(c-'0')
@@ -212,24 +195,4 @@ func TestFailClosed(t *testing.T) {
 	if got := connect(t, th.front, destName, port); got != 0 {
 		t.Fatalf("control case: reply 0x%02x", got)
 	}
-}
-
-// silentServer accepts and reads, but never answers: a hop that hangs.
-func silentServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { io.Copy(io.Discard, c); c.Close() })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
 }

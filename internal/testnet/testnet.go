@@ -1,0 +1,76 @@
+// Package testnet has the loopback servers that tests across packages
+// share: an echo server, a silent one, and a way to run a front end
+// until the test ends.
+package testnet
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Accept runs handle for each connection to a new loopback listener until
+// the test ends, then closes the listener and waits for the handlers.
+// handle must return when its conn is closed or its peer leaves.
+func Accept(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// Echo is a loopback echo server.
+func Echo(t testing.TB) string {
+	return Accept(t, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// Silent accepts and reads but never answers: a peer that hangs.
+func Silent(t testing.TB) string {
+	return Accept(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+}
+
+// Server is a front end: socks.Server, httpproxy.Server.
+type Server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// Serve runs srv on a loopback port until the test ends.
+func Serve(t testing.TB, srv Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String()
+}
