@@ -86,6 +86,9 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 	start := time.Now()
 	conn, err := c.forward().DialContext(ctx, "tcp", first)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, &HopError{Index: 0, Addr: first, Err: err} // the caller gave up: nobody to blame
+		}
 		c.Health.Failed(hops[0])
 		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
@@ -98,6 +101,11 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		if err != nil {
 			conn.Close()
 			failed := h
+			if errors.Is(err, ErrBadAddress) {
+				// The hop type cannot carry this address (an IPv6 literal
+				// over socks4): no hop is at fault, and none will do better.
+				return nil, nil, &HopError{Index: i, Addr: h.Addr(), Err: err}
+			}
 			if _, ok := errors.AsType[*ReplyError](err); ok {
 				// The hop works but could not reach the next one (which is
 				// the one to blame) or the destination (nobody's).

@@ -129,7 +129,7 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 		chosen = append(chosen, positions...)
 	case Dynamic:
 		for _, h := range positions {
-			if !skip[h] && (c.Health.Alive(h) || isPool(h)) {
+			if !skip[h] && c.alive(h) {
 				chosen = append(chosen, h)
 			}
 		}
@@ -143,7 +143,7 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 	case Random:
 		order := rand.Perm(n)
 		for _, i := range order {
-			if len(chosen) < length && !skip[positions[i]] && c.Health.Alive(positions[i]) {
+			if len(chosen) < length && !skip[positions[i]] && c.alive(positions[i]) {
 				chosen = append(chosen, positions[i])
 			}
 		}
@@ -155,7 +155,7 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 	case RoundRobin:
 		start := int(c.next.Add(1) - 1)
 		for k := 0; k < n && len(chosen) < length; k++ {
-			if h := positions[(start+k)%n]; !skip[h] && c.Health.Alive(h) {
+			if h := positions[(start+k)%n]; !skip[h] && c.alive(h) {
 				chosen = append(chosen, h)
 			}
 		}
@@ -178,9 +178,17 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 
 var errNoLiveHops = errors.New("no hop left to try: every hop failed")
 
-func isPool(h Hop) bool {
-	_, ok := h.(*Pool)
-	return ok
+// alive: a hop not in a dead period, or a pool with any member alive.
+func (c *Chain) alive(h Hop) bool {
+	if p, ok := h.(*Pool); ok {
+		for _, m := range p.Members {
+			if c.Health.Alive(m) {
+				return true
+			}
+		}
+		return false
+	}
+	return c.Health.Alive(h)
 }
 
 func containsHop(hs []Hop, h Hop) bool {

@@ -91,6 +91,19 @@ func TestChainModesPlan(t *testing.T) {
 	if _, err := c.plan(map[Hop]bool{hs[0]: true, hs[2]: true, hs[1]: true}); err == nil {
 		t.Error("a plan with every hop failed")
 	}
+	// A pool whose first member is dead is still alive through the others.
+	pool := &Pool{Members: []Hop{&SOCKS5{Address: "198.51.100.1:1080"}, &SOCKS5{Address: "198.51.100.2:1080"}}}
+	h.Failed(pool.Members[0])
+	c = &Chain{Hops: []Hop{hs[0], pool, hs[2]}, Mode: Random, Length: 1, Health: h}
+	picked := 0
+	for range 300 {
+		if p, _ := c.plan(nil); p[0] == pool.Members[1] {
+			picked++
+		}
+	}
+	if picked < 60 {
+		t.Errorf("random: a pool with a live member was chosen %d times of 300 (want about 100)", picked)
+	}
 	c = &Chain{Hops: hs[:3], Mode: Strict, Health: h}
 	if p, _ := c.plan(nil); len(p) != 3 {
 		t.Errorf("strict plan skipped a dead hop: %v", p)

@@ -59,11 +59,14 @@ func (r *Router) load() *tables {
 // Decide returns the action for a connection to addr by client c, and
 // the name of what decided it (a rule, the block list, the default).
 func (r *Router) Decide(c Client, addr string) (Action, string, error) {
+	return r.decide(r.load(), c, addr)
+}
+
+func (r *Router) decide(t *tables, c Client, addr string) (Action, string, error) {
 	d, err := parseDest(addr)
 	if err != nil {
 		return Action{}, "", err
 	}
-	t := r.load()
 	if t.block != nil && t.block.blocks(d) {
 		return Action{Block: true}, "block list", nil
 	}
@@ -81,8 +84,8 @@ func (r *Router) Decide(c Client, addr string) (Action, string, error) {
 
 // DialContext implements chain.Dialer.
 func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	t := r.load()
-	a, by, err := r.Decide(ClientFrom(ctx), addr)
+	t := r.load() // one config for the decision and the chain it names
+	a, by, err := r.decide(t, ClientFrom(ctx), addr)
 	switch {
 	case err != nil:
 		return nil, err

@@ -24,6 +24,7 @@ type Users struct {
 	mu       sync.Mutex
 	failures map[string]*failures
 	good     map[[32]byte]time.Time // recently verified credentials
+	gen      int                    // bumped by SetHashes
 }
 
 type failures struct {
@@ -55,6 +56,7 @@ func (u *Users) SetHashes(hashes map[string]string) error {
 	defer u.mu.Unlock()
 	u.hashes = m
 	u.good = map[[32]byte]time.Time{} // a changed password must not stay good
+	u.gen++
 	if u.failures == nil {
 		u.failures = map[string]*failures{}
 	}
@@ -81,6 +83,7 @@ func (u *Users) Authenticate(source, user, password string) bool {
 	}
 	u.mu.Lock()
 	hash, ok := u.hashes[user]
+	gen := u.gen
 	u.mu.Unlock()
 	if !ok {
 		hash = dummyHash
@@ -90,7 +93,9 @@ func (u *Users) Authenticate(source, user, password string) bool {
 		if u.good == nil {
 			u.good = map[[32]byte]time.Time{}
 		}
-		u.good[key] = time.Now()
+		if gen == u.gen { // not if a reload came while bcrypt ran
+			u.good[key] = time.Now()
+		}
 		u.mu.Unlock()
 		return true
 	}

@@ -41,11 +41,20 @@ func (p *FakePool) ttl() time.Duration {
 	return 30 * time.Minute
 }
 
+// max is Max, but never more names than either range has addresses.
 func (p *FakePool) max() int {
+	m := 65536
 	if p.Max > 0 {
-		return p.Max
+		m = p.Max
 	}
-	return 65536
+	for _, r := range []netip.Prefix{p.V4, p.V6} {
+		if r.IsValid() {
+			if bits := r.Addr().BitLen() - r.Bits(); bits < 30 {
+				m = min(m, 1<<bits-1) // minus the all-zero address
+			}
+		}
+	}
+	return max(m, 1)
 }
 
 // Contains reports whether a is in one of the pool's ranges.
@@ -92,28 +101,25 @@ func (p *FakePool) Addr(name string, v6 bool) (netip.Addr, bool) {
 	return *a, true
 }
 
-// allocate takes the next address of the range, round and round; one
-// still in use is taken from the name that holds it (the range is large
-// and allocation runs in order, so that name is the oldest).
+// allocate takes the next free address of the range, round and round.
+// An address still mapped is never handed to another name: programs may
+// have cached it, and live connections use it. There is always a free
+// one, since max() keeps fewer names than the range has addresses.
 func (p *FakePool) allocate(v6 bool) netip.Addr {
 	prefix, next := p.V4, &p.next4
 	if v6 {
 		prefix, next = p.V6, &p.next6
 	}
-	if !next.IsValid() || !prefix.Contains(*next) {
-		*next = prefix.Masked().Addr().Next() // skip the all-zero address
-	}
-	a := *next
-	*next = a.Next()
-	if old := p.byAddr[a]; old != nil {
-		if old.v4 == a {
-			old.v4 = netip.Addr{}
-		} else {
-			old.v6 = netip.Addr{}
+	for {
+		if !next.IsValid() || !prefix.Contains(*next) {
+			*next = prefix.Masked().Addr().Next() // skip the all-zero address
 		}
-		delete(p.byAddr, a)
+		a := *next
+		*next = a.Next()
+		if p.byAddr[a] == nil {
+			return a
+		}
 	}
-	return a
 }
 
 func (p *FakePool) remove(e *fakeEntry) {

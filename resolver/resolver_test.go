@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -66,18 +67,22 @@ func TestFakePool(t *testing.T) {
 		t.Error("a recently used mapping was evicted")
 	}
 
-	// A small range wraps around and reassigns the oldest addresses.
-	p = &FakePool{V4: netip.MustParsePrefix("198.18.0.0/30")}
-	seen := map[netip.Addr]bool{}
-	for _, n := range []string{"a.t", "b.t", "c.t", "d.t", "e.t"} {
+	// A small range: the least recently used name gives its address up,
+	// and a name in use keeps its own, whatever the allocation order.
+	p = &FakePool{V4: netip.MustParsePrefix("198.18.0.0/29")} // 7 usable
+	busy, _ := p.Addr("busy.t", false)
+	for i := range 50 {
+		n := fmt.Sprintf("n%d.t", i)
 		a, _ := p.Addr(n, false)
-		seen[a] = true
-		if got, ok := p.Name(a); !ok || got != n {
-			t.Fatalf("after wrapping, %s maps to %q, want %s", a, got, n)
+		if a == busy || a == netip.MustParseAddr("198.18.0.0") {
+			t.Fatalf("%s got %s: the address of a name in use, or the zero address", n, a)
 		}
-	}
-	if len(seen) > 3 {
-		t.Fatalf("handed out %d addresses from a /30 without its zero address", len(seen))
+		if got, ok := p.Name(a); !ok || got != n {
+			t.Fatalf("%s maps to %q, want %s", a, got, n)
+		}
+		if got, ok := p.Name(busy); !ok || got != "busy.t" {
+			t.Fatalf("the name in constant use lost its address to %q", got)
+		}
 	}
 }
 
@@ -110,6 +115,14 @@ type upstream struct {
 	addr  string
 	dials atomic.Int32
 	fail  bool
+	slow  bool // every query write waits 50 ms, so concurrent askers overlap
+}
+
+type slowConn struct{ net.Conn }
+
+func (c slowConn) Write(b []byte) (int, error) {
+	time.Sleep(50 * time.Millisecond)
+	return c.Conn.Write(b)
 }
 
 func newUpstream(t *testing.T) *upstream {
@@ -132,7 +145,11 @@ func (u *upstream) DialContext(ctx context.Context, network, addr string) (net.C
 		return nil, errors.New("unexpected dial " + network + " " + addr)
 	}
 	var d net.Dialer
-	return d.DialContext(ctx, "tcp", u.addr)
+	c, err := d.DialContext(ctx, "tcp", u.addr)
+	if err == nil && u.slow {
+		c = slowConn{c}
+	}
+	return c, err
 }
 
 func query(t *testing.T, s *Server, name string, qtype uint16) *dns.Msg {
@@ -155,7 +172,27 @@ func TestForwardThroughTheChain(t *testing.T) {
 	if n := up.zone.Queries("dest.example"); n != 1 {
 		t.Fatalf("upstream asked %d times, want 1 (cache)", n)
 	}
-	// Coalesced: many concurrent askers, one upstream query.
+	// The connection to the upstream was reused.
+	query(t, s, "third.example", dns.TypeA)
+	if n := up.dials.Load(); n != 1 {
+		t.Fatalf("dialled the chain %d times, want 1 (reuse)", n)
+	}
+	// Different types never share an answer, even types without a name.
+	a, b := query(t, s, "dest.example", 65280), query(t, s, "dest.example", 65281)
+	if a.Question[0].Qtype != 65280 || b.Question[0].Qtype != 65281 {
+		t.Fatalf("answers for types %d and %d", a.Question[0].Qtype, b.Question[0].Qtype)
+	}
+	// A cached answer carries the asker's spelling of the name (0x20).
+	if m := query(t, s, "DeSt.ExAmPlE", dns.TypeA); m.Question[0].Name != "DeSt.ExAmPlE." || m.Answer[0].Header().Name == "" {
+		t.Fatalf("question %q", m.Question[0].Name)
+	}
+}
+
+func TestForwardCoalesces(t *testing.T) {
+	up := newUpstream(t)
+	up.slow = true
+	s := &Server{Dialer: up, Upstream: "resolver.far:53"}
+	defer s.Shutdown(context.Background())
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() { query(t, s, "other.example", dns.TypeAAAA) })
@@ -163,10 +200,6 @@ func TestForwardThroughTheChain(t *testing.T) {
 	wg.Wait()
 	if n := up.zone.Queries("other.example"); n != 1 {
 		t.Fatalf("20 concurrent queries made %d upstream queries, want 1", n)
-	}
-	// The connection to the upstream was reused.
-	if n := up.dials.Load(); n != 1 {
-		t.Fatalf("dialled the chain %d times, want 1 (reuse)", n)
 	}
 	// Negative answers pass through.
 	if m := query(t, s, "nothing.example", dns.TypeA); m.Rcode != dns.RcodeNameError {
@@ -203,6 +236,10 @@ func TestFakeIPAnswers(t *testing.T) {
 	}
 	if up.zone.Total() != 0 {
 		t.Fatal("a fake-ip answer asked the upstream")
+	}
+	// HTTPS/SVCB records carry real addresses: not in fake-ip mode.
+	if m := query(t, s, "dest.example", dns.TypeHTTPS); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 0 || up.zone.Total() != 0 {
+		t.Fatalf("HTTPS query: rcode %d, %d answers, upstream asked %d times", m.Rcode, len(m.Answer), up.zone.Total())
 	}
 	// Other types go through the chain.
 	if m := query(t, s, "dest.example", dns.TypeMX); m.Rcode != dns.RcodeSuccess || up.zone.Total() != 1 {

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -41,9 +42,10 @@ type Server struct {
 	cache cache
 	sf    singleflight.Group
 
-	mu      sync.Mutex
-	idle    []net.Conn // upstream conns kept for reuse
-	servers []*dns.Server
+	mu       sync.Mutex
+	idle     []idleConn // upstream conns kept for reuse
+	inFlight chan struct{}
+	servers  []*dns.Server
 }
 
 // FakeTTL is the TTL of fake answers: short, so programs ask again and
@@ -56,10 +58,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if resp == nil {
 		return // not worth an answer
 	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		// Never answer a small UDP query with a large reply (no amplifier).
+	if ua, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		// Never answer a small UDP query with a large reply: off loopback
+		// (an --allow-open listener) replies stay at 512 bytes whatever
+		// the query asks, so spoofed sources get no amplification.
 		size := dns.MinMsgSize
-		if o := req.IsEdns0(); o != nil {
+		if o := req.IsEdns0(); o != nil && ua.IP.IsLoopback() {
 			size = int(max(o.UDPSize(), dns.MinMsgSize))
 		}
 		resp.Truncate(size)
@@ -98,6 +102,12 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		}
 		return m // no fake range of that family: an empty answer
 	}
+	if s.Pool != nil && (q.Qtype == dns.TypeHTTPS || q.Qtype == dns.TypeSVCB) {
+		// Their ipv4hint/ipv6hint carry real addresses, which a browser
+		// may connect to by address, around the names rules match:
+		// answer "no such record" instead, and it asks for A/AAAA.
+		return m
+	}
 	resp, err := s.forward(req)
 	if err != nil {
 		if s.Logger != nil {
@@ -107,6 +117,7 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		return m
 	}
 	resp.Id = req.Id
+	resp.Question = req.Question // the asker's spelling (0x20 case randomisation)
 	return resp
 }
 
@@ -122,11 +133,18 @@ func rr(q dns.Question, v4, v6 netip.Addr, ttl uint32) dns.RR {
 // the same question, from Upstream through the chain.
 func (s *Server) forward(req *dns.Msg) (*dns.Msg, error) {
 	q := req.Question[0]
-	key := strings.ToLower(q.Name) + "/" + dns.TypeToString[q.Qtype] + "/" + dns.ClassToString[q.Qclass]
+	key := fmt.Sprintf("%s/%d/%d", strings.ToLower(q.Name), q.Qtype, q.Qclass)
 	if m := s.cache.get(key); m != nil {
 		return m, nil
 	}
 	v, err, _ := s.sf.Do(key, func() (any, error) {
+		// Bounded: each distinct question may need a chain connection.
+		select {
+		case s.slots() <- struct{}{}:
+			defer func() { <-s.slots() }()
+		default:
+			return nil, errors.New("dns: too many queries in flight")
+		}
 		out := new(dns.Msg)
 		out.SetQuestion(q.Name, q.Qtype)
 		out.Question[0].Qclass = q.Qclass
@@ -167,7 +185,11 @@ func (s *Server) exchange(q *dns.Msg) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	for attempt := 0; attempt < 2; attempt++ {
-		c, reused := s.takeIdle()
+		var c net.Conn
+		reused := false
+		if attempt == 0 { // a retry dials afresh: other idle conns may be stale too
+			c, reused = s.takeIdle()
+		}
 		if c == nil {
 			var err error
 			if c, err = s.Dialer.DialContext(ctx, "tcp", s.Upstream); err != nil {
@@ -199,15 +221,27 @@ func (s *Server) exchange(q *dns.Msg) (*dns.Msg, error) {
 	return nil, errors.New("dns: upstream closed the connection")
 }
 
-const maxIdle = 4
+const (
+	maxIdle     = 4
+	maxIdleAge  = 30 * time.Second // also how long a reload leaves old chains in use for DNS
+	maxInFlight = 64
+)
+
+type idleConn struct {
+	net.Conn
+	since time.Time
+}
 
 func (s *Server) takeIdle() (net.Conn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(s.idle); n > 0 {
+	for n := len(s.idle); n > 0; n = len(s.idle) {
 		c := s.idle[n-1]
 		s.idle = s.idle[:n-1]
-		return c, true
+		if time.Since(c.since) < maxIdleAge {
+			return c.Conn, true
+		}
+		c.Close()
 	}
 	return nil, false
 }
@@ -219,7 +253,16 @@ func (s *Server) putIdle(c net.Conn) {
 		c.Close()
 		return
 	}
-	s.idle = append(s.idle, c)
+	s.idle = append(s.idle, idleConn{c, time.Now()})
+}
+
+func (s *Server) slots() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight == nil {
+		s.inFlight = make(chan struct{}, maxInFlight)
+	}
+	return s.inFlight
 }
 
 // Listen serves DNS on UDP and TCP at addr and returns the bound address.

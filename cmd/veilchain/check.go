@@ -63,7 +63,10 @@ func checkAction(c *cli.Context) error {
 	for _, name := range slices.Sorted(maps.Keys(b.chains)) {
 		ch, ok := b.chains[name].(*chain.Chain)
 		if !ok {
-			continue // a direct chain: nothing to check
+			// A direct chain has no hop to check; say so rather than pass quietly.
+			reports = append(reports, chainReport{Name: name, Mode: "direct", OK: true,
+				Err: []string{"direct: connects WITHOUT any proxy; nothing to check"}})
+			continue
 		}
 		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), cfg.DNS.Upstream, c.String("dns-domain"))
 		allOK = allOK && r.OK
