@@ -41,6 +41,13 @@ func TestCheckCommand(t *testing.T) {
 	exits, dnsAddr := exitsAt(t, "127.0.0.2")
 	hop1, _ := startServes(t)
 	echo := "http://" + destName + ":" + dest.port + "/"
+	t.Run("direct chain is reported", func(t *testing.T) {
+		file := writeFile(t, "leaky.yaml", fmt.Sprintf("dns: {upstream: %q}\nchains:\n  default: {direct: true}\n", dnsAddr))
+		out, _ := exec.Command(veilchain(t), "check", "-c", file, "--json").Output()
+		if !strings.Contains(string(out), "direct") {
+			t.Fatalf("direct chain not reported: %s", out)
+		}
+	})
 	for _, tt := range []struct {
 		name   string
 		hops   []string
@@ -78,14 +85,17 @@ func TestCheckCommand(t *testing.T) {
 					Hops []map[string]any `json:"hops"`
 					Exit string           `json:"exit_address"`
 					DNS  string           `json:"far_side_dns"`
+					Leak string           `json:"dns_leak_test"`
 				} `json:"chains"`
 			}
 			if err := json.Unmarshal(out, &doc); err != nil || len(doc.Chains) != 1 {
 				t.Fatalf("JSON %v: %s", err, out)
 			}
 			tt.verify(t, doc.Chains[0].Hops)
-			if tt.ok && (!strings.HasPrefix(doc.Chains[0].Exit, "peer 127.0.0.2:") || !strings.Contains(doc.Chains[0].DNS, "NXDOMAIN")) {
-				t.Errorf("exit %q, dns %q: want the exit's address and a far-side answer", doc.Chains[0].Exit, doc.Chains[0].DNS)
+			if tt.ok && (!strings.HasPrefix(doc.Chains[0].Exit, "peer 127.0.0.2:") || !strings.Contains(doc.Chains[0].DNS, "NXDOMAIN") ||
+				!strings.Contains(doc.Chains[0].Leak, "asked 0 times")) {
+				t.Errorf("exit %q, dns %q, leak test %q: want the exit's address, a far-side answer, no leak",
+					doc.Chains[0].Exit, doc.Chains[0].DNS, doc.Chains[0].Leak)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/resolver"
+	"github.com/veilchain/veilchain/socks"
 )
 
 func checkCommand() *cli.Command {
@@ -45,6 +47,7 @@ type chainReport struct {
 	Hops []chain.HopReport `json:"hops"`
 	Exit string            `json:"exit_address,omitempty"`
 	DNS  string            `json:"far_side_dns,omitempty"`
+	Leak string            `json:"dns_leak_test,omitempty"`
 	Err  []string          `json:"errors,omitempty"`
 	OK   bool              `json:"ok"`
 }
@@ -54,6 +57,19 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The DNS-leak self-test: this process's resolver is pointed at a
+	// stand-in that counts what it is asked (hop names may legitimately
+	// be resolved here; destination names never).
+	standIn := &resolver.Zone{}
+	standInAddr, err := standIn.Listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer standIn.Close()
+	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, standInAddr)
+	}}
 	b, err := build(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -69,6 +85,7 @@ func checkAction(c *cli.Context) error {
 			continue
 		}
 		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), cfg.DNS.Upstream, c.String("dns-domain"))
+		leakTest(c.Context, &r, ch, standIn, c.String("dns-domain"))
 		allOK = allOK && r.OK
 		reports = append(reports, r)
 	}
@@ -127,6 +144,32 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 	return r
 }
 
+// leakTest asks for a fresh random name through a SOCKS5 front end on
+// this chain, as a program would, and counts how often the stand-in for
+// the local resolver was asked for it: it must be never.
+func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, standIn *resolver.Zone, domain string) {
+	name := fmt.Sprintf("leak%08x.%s", rand.Uint32(), domain)
+	front := &socks.Server{Dialer: ch}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.OK = false
+		r.Err = append(r.Err, "DNS leak test: "+err.Error())
+		return
+	}
+	go front.Serve(ln)
+	defer front.Shutdown(context.Background())
+	client := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: ln.Addr().String()}}, HandshakeTimeout: 30 * time.Second}
+	if conn, err := client.DialContext(ctx, "tcp", net.JoinHostPort(name, "80")); err == nil {
+		conn.Close() // the exit may even reach it: the point is where it was resolved
+	}
+	if n := standIn.Queries(name); n != 0 {
+		r.OK = false
+		r.Err = append(r.Err, fmt.Sprintf("DNS LEAK: this machine's resolver was asked %d time(s) for %s", n, name))
+		return
+	}
+	r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+}
+
 func printReports(w io.Writer, reports []chainReport) {
 	for _, r := range reports {
 		status := "ok"
@@ -149,6 +192,9 @@ func printReports(w io.Writer, reports []chainReport) {
 		}
 		if r.DNS != "" {
 			fmt.Fprintf(w, "  far-side DNS: %s\n", r.DNS)
+		}
+		if r.Leak != "" {
+			fmt.Fprintf(w, "  DNS leak test: %s\n", r.Leak)
 		}
 		for _, e := range r.Err {
 			fmt.Fprintf(w, "  error: %s\n", e)
