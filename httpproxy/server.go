@@ -87,7 +87,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // ServeConn serves the requests of one client connection and closes it.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
-	defer conn.Close()
 	c := &clientConn{
 		srv:  s,
 		conn: conn,
@@ -99,6 +98,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// flight finishes, or is cut by ctx when the grace period ends.
 	stop := context.AfterFunc(s.group.Draining(), c.interrupt)
 	defer stop()
+	defer func() {
+		if !c.handedOff {
+			conn.Close()
+		}
+	}()
 	for first := true; ; first = false {
 		if !c.serveOne(ctx, first) {
 			return
@@ -122,6 +126,8 @@ type clientConn struct {
 	// Transport's, which writes "100 Continue" when it first reads the body.
 	wmu          sync.Mutex
 	finalStarted bool // the final response head is being written: no more 100s
+
+	handedOff bool // a tunnel owns conn now (see serveConnect)
 }
 
 func (c *clientConn) interrupt() {
@@ -235,21 +241,30 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		c.dialFailed(err, addr)
 		return
 	}
-	defer target.Close()
 	io.WriteString(c.bw, "HTTP/1.1 200 Connection established\r\n\r\n")
 	if err := c.bw.Flush(); err != nil {
+		target.Close()
 		return
 	}
 	// Bytes the client sent after its CONNECT belong to the tunnel.
 	if n := c.br.Buffered(); n > 0 {
 		early, _ := c.br.Peek(n)
 		if _, err := target.Write(early); err != nil {
+			target.Close()
 			return
 		}
 	}
 	c.conn.SetDeadline(time.Time{})
-	up, down, err := chain.Relay(ctx, c.conn, target)
-	c.log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
+	// The tunnel outlives this handler on a fresh goroutine, which keeps
+	// neither the handshake's stack nor the 8 KiB of bufio buffers.
+	conn, log := c.conn, c.log
+	c.handedOff = true
+	c.srv.group.Go(func(ctx context.Context) {
+		defer conn.Close()
+		defer target.Close()
+		up, down, err := chain.Relay(ctx, conn, target)
+		log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
+	})
 }
 
 // forward sends an absolute-form request through the chain and writes the

@@ -49,7 +49,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // ServeConn runs one client connection to its end and closes it.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
-	defer conn.Close()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			conn.Close()
+		}
+	}()
 	log := s.logger().With("client", conn.RemoteAddr().String())
 	timeout := s.HandshakeTimeout
 	if timeout <= 0 {
@@ -79,7 +84,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		logDialError(log, err, code, dest)
 		return
 	}
-	defer target.Close()
+	defer func() {
+		if !handedOff {
+			target.Close()
+		}
+	}()
 	if version == 4 {
 		err = writeReply4(conn, true)
 	} else {
@@ -98,8 +107,14 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		}
 	}
 	conn.SetDeadline(time.Time{})
-	up, down, err := chain.Relay(ctx, conn, target)
-	log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
+	// The relay outlives this handler on a fresh goroutine (see conns.Group.Go).
+	handedOff = true
+	s.group.Go(func(ctx context.Context) {
+		defer conn.Close()
+		defer target.Close()
+		up, down, err := chain.Relay(ctx, conn, target)
+		log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
+	})
 }
 
 // logDialError writes the one line per failed connection. Chain errors

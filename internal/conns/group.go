@@ -126,3 +126,19 @@ func (g *Group) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Go runs f in a goroutine of its own that Shutdown waits for like a
+// connection handler, with the same context. A handler hands its relay
+// over with it and returns: the handshake's deep stack is freed, and the
+// long-lived relay runs on a fresh, small one.
+func (g *Group) Go(f func(ctx context.Context)) {
+	g.mu.Lock()
+	g.init()
+	g.wg.Add(1) // a handler calls this while it is itself counted, so Wait cannot have returned
+	ctx := g.ctx
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		f(ctx)
+	}()
+}
