@@ -65,10 +65,10 @@ type Server struct {
 	MaxHeaderBytes, MaxURIBytes int
 	Logger                      *slog.Logger
 
-	group     conns.Group
-	transport struct {
-		once sync.Once
-		t    *http.Transport
+	group      conns.Group
+	transports struct {
+		sync.Mutex
+		byUser map[string]*http.Transport
 	}
 }
 
@@ -81,7 +81,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // then closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.group.Shutdown(ctx)
-	s.roundTripper().CloseIdleConnections()
+	s.transports.Lock()
+	for _, t := range s.transports.byUser {
+		t.CloseIdleConnections()
+	}
+	s.transports.Unlock()
 	return err
 }
 
@@ -309,7 +313,7 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 			GotConn: func(info httptrace.GotConnInfo) { upstream = info.Conn },
 		})
 	}
-	resp, err := c.srv.roundTripper().RoundTrip(out.WithContext(rctx))
+	resp, err := c.srv.roundTripper(policy.ClientFrom(ctx).User).RoundTrip(out.WithContext(rctx))
 	c.wmu.Lock()
 	c.finalStarted = true // from here on, only this goroutine writes to the client
 	c.wmu.Unlock()
@@ -464,25 +468,35 @@ func (s *Server) authorized(req *http.Request, source string) (string, bool) {
 	return user, ok && s.Auth.Authenticate(source, user, pass)
 }
 
-// roundTripper is the Transport that carries forwarded requests: its
-// connections come from the chain, it keeps them alive per host, and it
-// changes nothing the client sent (no Accept-Encoding, no proxy of its own).
-func (s *Server) roundTripper() *http.Transport {
-	s.transport.once.Do(func() {
-		s.transport.t = &http.Transport{
-			Proxy:                  nil,
-			DialContext:            s.Dialer.DialContext,
-			DisableCompression:     true,
-			MaxIdleConns:           64,
-			MaxIdleConnsPerHost:    8,
-			IdleConnTimeout:        90 * time.Second,
-			ResponseHeaderTimeout:  s.idleTimeout(),
-			ExpectContinueTimeout:  time.Second,
-			MaxResponseHeaderBytes: 256 << 10,
-			TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
-		}
-	})
-	return s.transport.t
+// roundTripper is the Transport that carries a user's forwarded requests:
+// its connections come from the chain, it keeps them alive per host, and
+// it changes nothing the client sent (no Accept-Encoding, no proxy of its
+// own). One per user: policy may route two users to one host through
+// different chains, and a pooled connection must not carry a request over
+// a chain its rules did not choose.
+func (s *Server) roundTripper(user string) *http.Transport {
+	s.transports.Lock()
+	defer s.transports.Unlock()
+	if t := s.transports.byUser[user]; t != nil {
+		return t
+	}
+	if s.transports.byUser == nil {
+		s.transports.byUser = map[string]*http.Transport{}
+	}
+	t := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            s.Dialer.DialContext,
+		DisableCompression:     true,
+		MaxIdleConns:           64,
+		MaxIdleConnsPerHost:    8,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  s.idleTimeout(),
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 256 << 10,
+		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	s.transports.byUser[user] = t
+	return t
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/testnet"
+	"github.com/veilchain/veilchain/policy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -479,5 +480,45 @@ func TestShutdownClosesIdleKeepAlive(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection after Shutdown: %v, want EOF", err)
+	}
+}
+
+// userDialer records which user each chain dial was for.
+type userDialer struct {
+	fakeChain
+	mu    sync.Mutex
+	users []string
+}
+
+func (d *userDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.users = append(d.users, policy.ClientFrom(ctx).User)
+	d.mu.Unlock()
+	return d.fakeChain.DialContext(ctx, network, addr)
+}
+
+// TestPoolsAreKeptPerUser: policy may route two users to one host through
+// different chains, so one user's request must never ride on a connection
+// dialled for another.
+func TestPoolsAreKeptPerUser(t *testing.T) {
+	o := newOrigin(t)
+	d := &userDialer{fakeChain: fakeChain{target: o.addr}}
+	proxy := testnet.Serve(t, &Server{Dialer: d, Auth: creds{"alice": "a", "bob": "b"}})
+	for _, user := range []string{"alice:a", "bob:b"} {
+		u, _ := url.Parse("http://" + user + "@" + proxy)
+		tr := &http.Transport{Proxy: http.ProxyURL(u)}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		for range 3 {
+			resp, err := client.Get("http://dest.example/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		tr.CloseIdleConnections()
+	}
+	if fmt.Sprint(d.users) != "[alice bob]" {
+		t.Fatalf("chain dials were for users %v, want one for alice then one for bob", d.users)
 	}
 }
