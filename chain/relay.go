@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,20 @@ import (
 // Linux, and a wrapper that hides ReadFrom/WriteTo turns that into a
 // user-space copy.
 func Relay(ctx context.Context, a, b io.ReadWriteCloser) (aToB, bToA int64, err error) {
+	return RelayIdle(ctx, a, b, 0)
+}
+
+// ErrIdle ends a relay that carried nothing either way for its idle timeout.
+var ErrIdle = errors.New("relay idle timeout")
+
+// RelayIdle is Relay that also ends, with ErrIdle, when neither direction
+// has carried a byte for idle (0: never). Only net.Conns can time out.
+func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration) (aToB, bToA int64, err error) {
+	var act *activity
+	if idle > 0 {
+		act = &activity{idle: idle}
+		act.touch()
+	}
 	closeBoth := func() {
 		a.Close()
 		b.Close()
@@ -37,10 +52,10 @@ func Relay(ctx context.Context, a, b io.ReadWriteCloser) (aToB, bToA int64, err 
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := copyHalf(b, a, closeBoth)
+		n, err := copyHalf(b, a, closeBoth, act)
 		done <- result{n, err}
 	}()
-	bToA, errBA := copyHalf(a, b, closeBoth)
+	bToA, errBA := copyHalf(a, b, closeBoth, act)
 	r := <-done
 	aToB = r.n
 	if ctx.Err() != nil {
@@ -50,14 +65,17 @@ func Relay(ctx context.Context, a, b io.ReadWriteCloser) (aToB, bToA int64, err 
 }
 
 // copyHalf copies src to dst, then half-closes dst, or on error closes both.
-func copyHalf(dst, src io.ReadWriteCloser, closeBoth func()) (int64, error) {
+func copyHalf(dst, src io.ReadWriteCloser, closeBoth func(), act *activity) (int64, error) {
 	var n int64
 	var err error
 	st, sok := src.(*net.TCPConn)
 	dt, dok := dst.(*net.TCPConn)
-	if sok && dok {
-		n, err = spliceWhenReady(dt, st)
-	} else {
+	switch sc, isConn := src.(net.Conn); {
+	case sok && dok:
+		n, err = spliceWhenReady(dt, st, act)
+	case act != nil && isConn:
+		n, err = io.Copy(dst, &idleReader{c: sc, act: act})
+	default:
 		n, err = io.Copy(dst, src)
 	}
 	if err != nil {
@@ -82,21 +100,36 @@ func copyHalf(dst, src io.ReadWriteCloser, closeBoth func()) (int64, error) {
 // Here the copy runs under a short read deadline; when it expires with
 // nothing to read, the loop waits on the poller alone (no pipe) until
 // data comes. A long transfer only pays one extra loop per spliceIdle.
-func spliceWhenReady(dst, src *net.TCPConn) (int64, error) {
+func spliceWhenReady(dst, src *net.TCPConn, act *activity) (int64, error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
 		return io.Copy(dst, src)
 	}
 	var total int64
 	for {
-		src.SetReadDeadline(time.Time{}) // the wait below has no deadline
+		src.SetReadDeadline(act.deadline()) // zero (none) without an idle timeout
 		queued, err := waitQueued(rc)
+		if act != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			if act.expired() {
+				return total, ErrIdle
+			}
+			continue // the other direction was busy: wait again
+		}
 		if err != nil || queued == 0 {
 			return total, err // queued 0 with no error: EOF
 		}
-		src.SetReadDeadline(time.Now().Add(spliceIdle))
+		// The splice returns at least every window, so activity is seen
+		// by the other direction's idle check while data flows.
+		window := spliceIdle
+		if act != nil {
+			window = min(window, act.idle/2)
+		}
+		src.SetReadDeadline(time.Now().Add(window))
 		n, err := io.Copy(dst, src)
 		total += n
+		if n > 0 {
+			act.touch()
+		}
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			src.SetReadDeadline(time.Time{})
 			return total, err
@@ -129,4 +162,49 @@ func waitQueued(rc syscall.RawConn) (int, error) {
 		err = opErr
 	}
 	return queued, err
+}
+
+// activity is when a relay last carried a byte, either way.
+type activity struct {
+	idle time.Duration
+	last atomic.Int64 // unix nanoseconds
+}
+
+func (a *activity) touch() {
+	if a != nil {
+		a.last.Store(time.Now().UnixNano())
+	}
+}
+
+// deadline is when the relay times out if nothing moves (zero: never).
+func (a *activity) deadline() time.Time {
+	if a == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, a.last.Load()).Add(a.idle)
+}
+
+func (a *activity) expired() bool { return !time.Now().Before(a.deadline()) }
+
+// idleReader reads a non-TCP conn under the relay's idle deadline.
+type idleReader struct {
+	c   net.Conn
+	act *activity
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	for {
+		r.c.SetReadDeadline(r.act.deadline())
+		n, err := r.c.Read(p)
+		if n > 0 {
+			r.act.touch()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && n == 0 {
+			if r.act.expired() {
+				return 0, ErrIdle
+			}
+			continue
+		}
+		return n, err
+	}
 }

@@ -151,3 +151,38 @@ func TestIdleRelayHoldsNoPipes(t *testing.T) {
 		t.Fatalf("%d idle relays hold %d descriptors beyond their 4 sockets each (splice pipes kept while idle?)", relays, extra)
 	}
 }
+
+func TestRelayIdleTimeout(t *testing.T) {
+	client, a := pair(t)
+	b, server := pair(t)
+	done := make(chan error, 1)
+	begin := time.Now()
+	go func() {
+		_, _, err := RelayIdle(context.Background(), a, b, 300*time.Millisecond)
+		a.Close()
+		b.Close()
+		done <- err
+	}()
+	// Traffic in one direction only keeps the whole relay alive.
+	for range 6 {
+		client.Write([]byte("x"))
+		io.ReadFull(server, make([]byte, 1))
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("relay ended while busy: %v", err)
+	default:
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrIdle) {
+			t.Fatalf("err = %v, want ErrIdle", err)
+		}
+		if d := time.Since(begin); d > 3*time.Second {
+			t.Fatalf("idle relay ended after %v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle relay never ended")
+	}
+}

@@ -55,6 +55,7 @@ type Timeouts struct {
 	Connect       time.Duration `yaml:"connect"`
 	Handshake     time.Duration `yaml:"handshake"`
 	Idle          time.Duration `yaml:"idle"`
+	TunnelIdle    time.Duration `yaml:"tunnel_idle"` // 0: tunnels never time out
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
@@ -316,6 +317,9 @@ func (c *Config) Validate() error {
 		if t.d <= 0 {
 			add([]any{"timeouts", t.key}, "must be positive, got %v", t.d)
 		}
+	}
+	if c.Timeouts.TunnelIdle < 0 {
+		add([]any{"timeouts", "tunnel_idle"}, "must be 0 (never) or positive")
 	}
 	if len(c.Listeners) == 0 {
 		add([]any{"listeners"}, "at least one listener is needed")

@@ -60,6 +60,9 @@ type Server struct {
 	// IdleTimeout bounds a keep-alive wait for the next request, a stalled
 	// body read or write, and the wait for a response head.
 	IdleTimeout time.Duration
+	// TunnelIdleTimeout closes a CONNECT tunnel or upgraded connection that
+	// carries nothing either way for this long (0: never).
+	TunnelIdleTimeout time.Duration
 	// MaxHeaderBytes bounds the request head (431 beyond it), MaxURIBytes
 	// the request line (414).
 	MaxHeaderBytes, MaxURIBytes int
@@ -266,7 +269,7 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 	c.srv.group.Go(func(ctx context.Context) {
 		defer conn.Close()
 		defer target.Close()
-		up, down, err := chain.Relay(ctx, conn, target)
+		up, down, err := chain.RelayIdle(ctx, conn, target, c.srv.TunnelIdleTimeout)
 		log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
 	})
 }
@@ -404,7 +407,7 @@ func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, conn
 		}
 	}
 	c.conn.SetDeadline(time.Time{})
-	up, down, err := chain.Relay(ctx, c.conn, upstream)
+	up, down, err := chain.RelayIdle(ctx, c.conn, upstream, c.srv.TunnelIdleTimeout)
 	c.log.Debug("upgraded connection closed", "dest", dest, "up", up, "down", down, "err", err)
 }
 

@@ -30,6 +30,9 @@ type Server struct {
 	Listener string
 	// HandshakeTimeout bounds the client's greeting, auth and request.
 	HandshakeTimeout time.Duration
+	// IdleTimeout closes a relayed connection that carries nothing either
+	// way for this long (0: never).
+	IdleTimeout time.Duration
 	// Logger gets one line per failed connection; destinations only at debug.
 	Logger *slog.Logger
 
@@ -112,7 +115,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	s.group.Go(func(ctx context.Context) {
 		defer conn.Close()
 		defer target.Close()
-		up, down, err := chain.Relay(ctx, conn, target)
+		up, down, err := chain.RelayIdle(ctx, conn, target, s.IdleTimeout)
 		log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
 	})
 }

@@ -340,3 +340,23 @@ func authOf(c Credentials) Authenticator {
 	}
 	return c
 }
+
+func TestServerClosesIdleRelays(t *testing.T) {
+	rec := &recorder{target: testnet.Echo(t)}
+	addr := testnet.Serve(t, &Server{Dialer: rec, IdleTimeout: 200 * time.Millisecond})
+	d, _ := proxy.SOCKS5("tcp", addr, nil, proxy.Direct)
+	c, err := d.Dial("tcp", "dest:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "busy")
+	begin := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle relay: read err %v, want EOF at the idle timeout", err)
+	}
+	if d := time.Since(begin); d < 150*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("closed after %v, want about 200ms", d)
+	}
+}

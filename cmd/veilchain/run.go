@@ -89,7 +89,8 @@ func runAction(c *cli.Context) error {
 			auth = users
 		}
 		newSOCKS := func() frontEnd {
-			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake, Logger: llog}
+			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
+				IdleTimeout: cfg.Timeouts.TunnelIdle, Logger: llog}
 			if auth != nil {
 				s.Auth = auth
 			}
@@ -145,11 +146,12 @@ func newHTTPProxy(cfg *configs.Config, d chain.Dialer, log *slog.Logger) *httppr
 		Headers: httpproxy.HeaderPolicy{
 			UserAgent: h.UserAgent, AcceptLanguage: h.AcceptLanguage, Referer: h.Referer, Drop: h.DropHeaders,
 		},
-		HandshakeTimeout: cfg.Timeouts.Handshake,
-		IdleTimeout:      cfg.Timeouts.Idle,
-		MaxHeaderBytes:   h.MaxHeaderBytes,
-		MaxURIBytes:      h.MaxURIBytes,
-		Logger:           log,
+		HandshakeTimeout:  cfg.Timeouts.Handshake,
+		IdleTimeout:       cfg.Timeouts.Idle,
+		TunnelIdleTimeout: cfg.Timeouts.TunnelIdle,
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		MaxURIBytes:       h.MaxURIBytes,
+		Logger:            log,
 	}
 }
 

@@ -37,6 +37,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key `FILE` for --tls-cert"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on a client's SOCKS handshake", Value: socks.DefaultHandshakeTimeout},
 			&cli.DurationFlag{Name: "connect-timeout", Usage: "bound on each outgoing connect", Value: 10 * time.Second},
+			&cli.DurationFlag{Name: "tunnel-idle", Usage: "close relayed connections that carry nothing for this long (0: never)"},
 			&cli.DurationFlag{Name: "shutdown-grace", Usage: "on SIGINT/SIGTERM, time live connections get to finish", Value: 10 * time.Second},
 		}, logFlags...),
 		Action: serveAction,
@@ -87,7 +88,7 @@ func serveAction(c *cli.Context) error {
 	if creds != nil {
 		auth = creds
 	}
-	httpSrv := &httpproxy.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, Logger: log}
+	httpSrv := &httpproxy.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, TunnelIdleTimeout: c.Duration("tunnel-idle"), Logger: log}
 	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
 	if (certFile == "") != (keyFile == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
@@ -112,7 +113,7 @@ func serveAction(c *cli.Context) error {
 	} else {
 		socksLn, httpLn := conns.Sniff(ln, timeout)
 		servers = []server{
-			{&socks.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, Logger: log}, socksLn},
+			{&socks.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, IdleTimeout: c.Duration("tunnel-idle"), Logger: log}, socksLn},
 			{httpSrv, httpLn},
 		}
 	}
