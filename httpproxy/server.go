@@ -84,12 +84,18 @@ func (s *Server) Serve(ln net.Listener) error {
 // then closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.group.Shutdown(ctx)
+	s.CloseIdle()
+	return err
+}
+
+// CloseIdle closes the idle pooled upstream connections, so that new
+// requests dial again (after a reload: through the new chains).
+func (s *Server) CloseIdle() {
 	s.transports.Lock()
+	defer s.transports.Unlock()
 	for _, t := range s.transports.byUser {
 		t.CloseIdleConnections()
 	}
-	s.transports.Unlock()
-	return err
 }
 
 // ServeConn serves the requests of one client connection and closes it.

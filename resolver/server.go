@@ -277,6 +277,18 @@ func (s *Server) Listen(addr string) (string, error) {
 	return bound, nil
 }
 
+// CloseIdle closes idle upstream connections, so that the next queries
+// dial again (after a reload: through the new chain).
+func (s *Server) CloseIdle() {
+	s.mu.Lock()
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
 // Shutdown stops the listeners and closes idle upstream connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()

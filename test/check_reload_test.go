@@ -115,17 +115,26 @@ func TestReloadUnderLoad(t *testing.T) {
 	exits, _ := exitsAt(t, "127.0.0.2", "127.0.0.3")
 	file := filepath.Join(t.TempDir(), "reload.yaml")
 	config := func(exit string) string {
-		return fmt.Sprintf("log: {format: json}\nlisteners:\n  - {name: a, socks: 127.0.0.1:0, chain: c}\nchains:\n  c: {hops: [socks5://u:p@%s]}\n", exit)
+		return fmt.Sprintf("log: {format: json}\nlisteners:\n  - {name: a, socks: 127.0.0.1:0, http: 127.0.0.1:0, chain: c}\nchains:\n  c: {hops: [socks5://u:p@%s]}\n", exit)
 	}
 	os.WriteFile(file, []byte(config(exits[0])), 0o600)
 	run := start(t, "run", "-c", file)
 	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	httpFront := run.waitFor(t, "HTTP proxy front end listening")["addr"].(string)
 	get := func() string {
 		out, _ := exec.Command(curl, "-sS", "--max-time", "10", "--socks5-hostname", front, "http://"+destName+":"+dest.port+"/").CombinedOutput()
 		return string(out)
 	}
+	getHTTP := func() string {
+		out, _ := exec.Command(curl, "-sS", "--max-time", "10", "-x", "http://"+httpFront, "http://"+destName+":"+dest.port+"/").CombinedOutput()
+		return string(out)
+	}
 	if out := get(); !strings.HasPrefix(out, "peer 127.0.0.2:") {
 		t.Fatalf("before the reload: %q", out)
+	}
+	// The HTTP front end now keeps a pooled upstream connection through exit A.
+	if out := getHTTP(); !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("before the reload, http: %q", out)
 	}
 	// A few live connections through the old chain.
 	sd, _ := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
@@ -144,6 +153,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	run.waitFor(t, "reload: config applied")
 	if out := get(); !strings.HasPrefix(out, "peer 127.0.0.3:") {
 		t.Errorf("after the reload: %q, want the new exit 127.0.0.3", out)
+	}
+	if out := getHTTP(); !strings.HasPrefix(out, "peer 127.0.0.3:") {
+		t.Errorf("after the reload, http: %q, want the new exit (not a pooled connection through the old)", out)
 	}
 	for i, rw := range live {
 		fmt.Fprintf(rw, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -166,7 +166,8 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 // live ones keep their chain. A config that fails to load or build is
 // logged and the running one stays. Listener addresses are not changed
 // by a reload.
-func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc, log *slog.Logger) (stop func()) {
+func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
+	afterReload func(), log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -187,6 +188,7 @@ func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, user
 				var ctx context.Context
 				ctx, stopChecks = context.WithCancel(context.Background())
 				b.apply(ctx, r, users)
+				afterReload()
 				log.Info("reload: config applied", "chains", len(b.chains), "rules", len(b.rules), "blocked", b.block.Len())
 			case <-done:
 				stopChecks()

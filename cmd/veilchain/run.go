@@ -57,14 +57,28 @@ func runAction(c *cli.Context) error {
 	}
 	router, users := &policy.Router{}, &policy.Users{}
 	checks, stopChecks := context.WithCancel(context.Background())
+	defer stopChecks() // on an early return; the reload loop stops the later ones
 	b.apply(checks, router, users)
-	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, log)
-	defer stopReload()
+	var servers []server
+	var dnsServers []*resolver.Server
+	// After a reload, pooled upstream connections would still use the old
+	// chains: close the idle ones so new requests dial through the new.
+	afterReload := func() {
+		for _, s := range servers {
+			if h, ok := s.srv.(*httpproxy.Server); ok {
+				h.CloseIdle()
+			}
+		}
+		for _, d := range dnsServers {
+			d.CloseIdle()
+		}
+	}
+
 	// Front ends dial through Unmap: a fake address handed out by a DNS
 	// front end reaches policy and the chain as its name again.
 	pool := fakePool(cfg)
 	dialer := resolver.Unmap(router, pool)
-	dnsServers, err := startDNS(cfg, router, pool, c.Bool("allow-open"), log)
+	dnsServers, err = startDNS(cfg, router, pool, c.Bool("allow-open"), log)
 	defer func() {
 		for _, d := range dnsServers {
 			d.Shutdown(context.Background())
@@ -73,7 +87,6 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var servers []server
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -135,6 +148,9 @@ func runAction(c *cli.Context) error {
 			log.Info(fe.kind+" front end listening", "listener", l.Name, "addr", ln.Addr().String(), "chain", l.Chain)
 		}
 	}
+	// Reloads start once every front end exists (afterReload reads them).
+	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
+	defer stopReload()
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
 }
 
