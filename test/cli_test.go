@@ -283,15 +283,7 @@ func TestRefusesOpenNonLoopback(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	dest := newDestination(t)
 	front, run := chainOfServes(t)
-	sd, err := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := sd.Dial("tcp", destName+":"+dest.port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialSOCKS(t, front, destName+":"+dest.port)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 
 	run.cmd.Process.Signal(syscall.SIGTERM)
@@ -330,15 +322,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestSecondSignalStopsAtOnce(t *testing.T) {
 	dest := newDestination(t)
 	front, run := chainOfServes(t)
-	sd, err := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := sd.Dial("tcp", destName+":"+dest.port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	dialSOCKS(t, front, destName+":"+dest.port) // a live connection that would hold the grace period
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	run.waitFor(t, "stopping: no new connections; live ones get a grace period")
 	run.cmd.Process.Signal(syscall.SIGTERM)
@@ -402,4 +386,20 @@ func TestMixedPort(t *testing.T) {
 			t.Errorf("curl %v: %q, %v", args, out, err)
 		}
 	}
+}
+
+// dialSOCKS opens a connection to addr through a SOCKS5 front end with an
+// independent client (x/net/proxy), closed at the end of the test.
+func dialSOCKS(t *testing.T, front, addr string) net.Conn {
+	t.Helper()
+	sd, err := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sd.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
