@@ -87,11 +87,26 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	servers, err = startFrontEnds(cfg, dialer, users, c.Bool("allow-open"), log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
 		}
 	}()
+	if err != nil {
+		return err
+	}
+	// Reloads start once every front end exists (afterReload reads them).
+	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
+	defer stopReload()
+	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
+}
+
+// startFrontEnds listens on every listener's addresses and builds its
+// front ends, all dialling through dialer. On error it returns what it
+// had started, for the caller to close.
+func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, allowOpen bool, log *slog.Logger) ([]server, error) {
+	var servers []server
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
 		var auth interface {
@@ -128,13 +143,13 @@ func runAction(c *cli.Context) error {
 			if fe.addr == "" {
 				continue
 			}
-			if !isLoopback(fe.addr) && !l.Auth && !c.Bool("allow-open") {
-				return fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
+			if !isLoopback(fe.addr) && !l.Auth && !allowOpen {
+				return servers, fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
 					"Listen on 127.0.0.1, require users (auth: true), or give --allow-open", l.Name, fe.addr)
 			}
 			ln, err := net.Listen("tcp", fe.addr)
 			if err != nil {
-				return fmt.Errorf("listener %q: %w", l.Name, err)
+				return servers, fmt.Errorf("listener %q: %w", l.Name, err)
 			}
 			switch {
 			case fe.socks != nil && fe.http != nil:
@@ -148,10 +163,7 @@ func runAction(c *cli.Context) error {
 			log.Info(fe.kind+" front end listening", "listener", l.Name, "addr", ln.Addr().String(), "chain", l.Chain)
 		}
 	}
-	// Reloads start once every front end exists (afterReload reads them).
-	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
-	defer stopReload()
-	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
+	return servers, nil
 }
 
 // newHTTPProxy builds an HTTP front end from the config.
