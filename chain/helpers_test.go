@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"errors"
 	"net"
 	"testing"
 
@@ -23,4 +24,27 @@ func dial(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// wantOutcome checks a handshake's error against what a table case
+// expects: a hop's reply code, a sentinel error, or success. It reports
+// whether the handshake succeeded (and the case goes on).
+func wantOutcome(t *testing.T, err error, code byte, wantErr error) bool {
+	t.Helper()
+	var re *ReplyError
+	switch {
+	case code != 0:
+		if !errors.As(err, &re) || re.Code != code {
+			t.Fatalf("err = %v, want reply code %d", err, code)
+		}
+		return false
+	case wantErr != nil:
+		if !errors.Is(err, wantErr) {
+			t.Fatalf("err = %v, want %v", err, wantErr)
+		}
+		return false
+	case err != nil:
+		t.Fatal(err)
+	}
+	return true
 }

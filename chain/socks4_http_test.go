@@ -43,22 +43,11 @@ func TestSOCKS4Connect(t *testing.T) {
 			hop := tt.hop
 			hop.Address = addr
 			out, err := hop.Connect(context.Background(), conn, tt.addr)
-			var re *ReplyError
-			switch {
-			case tt.code != 0:
-				if !errors.As(err, &re) || re.Code != tt.code {
-					t.Fatalf("err = %v, want reply code %d", err, tt.code)
-				}
-			case tt.wantErr != nil:
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tt.wantErr)
-				}
-			case err != nil:
-				t.Fatal(err)
-			default:
-				if e := <-got; e != nil || out != conn {
-					t.Fatalf("server: %v; conn returned %T", e, out)
-				}
+			if !wantOutcome(t, err, tt.code, tt.wantErr) {
+				return
+			}
+			if e := <-got; e != nil || out != conn {
+				t.Fatalf("server: %v; conn returned %T", e, out)
 			}
 		})
 	}
@@ -130,20 +119,8 @@ func TestHTTPConnect(t *testing.T) {
 			if u, p, ok := parseBasic(req.Header.Get("Proxy-Authorization")); !ok || u != "alice" || p != "pw" {
 				t.Fatalf("proxy got Proxy-Authorization %q", req.Header.Get("Proxy-Authorization"))
 			}
-			var re *ReplyError
-			switch {
-			case tt.code != 0:
-				if !errors.As(err, &re) || re.Code != tt.code {
-					t.Fatalf("err = %v, want reply code %d", err, tt.code)
-				}
+			if !wantOutcome(t, err, tt.code, tt.wantErr) {
 				return
-			case tt.wantErr != nil:
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tt.wantErr)
-				}
-				return
-			case err != nil:
-				t.Fatal(err)
 			}
 			// The server spoke first, right after its 200: not a byte lost.
 			br := bufio.NewReader(out)

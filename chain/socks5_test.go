@@ -144,20 +144,8 @@ func TestSOCKS5Connect(t *testing.T) {
 			hop := tt.hop
 			hop.Address = addr
 			out, err := hop.Connect(context.Background(), conn, tt.addr)
-			switch {
-			case tt.code != 0:
-				var re *ReplyError
-				if !errors.As(err, &re) || re.Code != tt.code {
-					t.Fatalf("err = %v, want ReplyError code %d", err, tt.code)
-				}
+			if !wantOutcome(t, err, tt.code, tt.wantErr) {
 				return
-			case tt.wantErr != nil:
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tt.wantErr)
-				}
-				return
-			case err != nil:
-				t.Fatal(err)
 			}
 			if e := <-got; e != nil {
 				t.Fatalf("server: %v", e)
