@@ -50,12 +50,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.group.Shutdown(ctx)
 }
 
-// ServeConn runs one client connection to its end and closes it.
+// ServeConn runs one client connection: the handshake and the dial here,
+// then the relay on a goroutine of its own, which closes both conns.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	handedOff := false
+	var target net.Conn
 	defer func() {
 		if !handedOff {
 			conn.Close()
+			if target != nil {
+				target.Close()
+			}
 		}
 	}()
 	log := s.logger().With("client", conn.RemoteAddr().String())
@@ -75,7 +80,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		log.Debug("socks handshake failed", "err", err)
 		return
 	}
-	target, err := s.Dialer.DialContext(policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user}), "tcp", dest)
+	target, err = s.Dialer.DialContext(policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user}), "tcp", dest)
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
 		code := replyCode(err)
@@ -87,11 +92,6 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		logDialError(log, err, code, dest)
 		return
 	}
-	defer func() {
-		if !handedOff {
-			target.Close()
-		}
-	}()
 	if version == 4 {
 		err = writeReply4(conn, true)
 	} else {
