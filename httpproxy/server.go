@@ -99,7 +99,7 @@ func (s *Server) CloseIdle() {
 }
 
 // ServeConn serves the requests of one client connection and closes it,
-// unless a CONNECT or upgrade hands it to a tunnel, which closes it then.
+// unless a CONNECT hands it to a tunnel goroutine, which closes it then.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	c := &clientConn{
 		srv:  s,
