@@ -81,6 +81,9 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 
 // dialThrough builds one connection through hops and, on failure, says
 // which hop failed (nil when the exit could not reach the destination).
+// A run of pipelined hops gets all its handshakes in one write, each
+// behind the one before, and their replies are read after, in order; under
+// an Optimistic ctx, a run that ends at the exit is not waited for at all.
 func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.Conn, Hop, error) {
 	first := hops[0].Addr()
 	start := time.Now()
@@ -92,41 +95,109 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		c.Health.Failed(hops[0])
 		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
-	for i, h := range hops {
-		next := addr
+	next := func(i int) string {
 		if i+1 < len(hops) {
-			next = hops[i+1].Addr()
+			return hops[i+1].Addr()
 		}
-		out, err := c.handshake(ctx, h, conn, next)
-		if err != nil {
+		return addr
+	}
+	for i := 0; i < len(hops); {
+		h := hops[i]
+		run := pipelinedRun(hops[i:])
+		if run == 0 {
+			out, err := c.handshake(ctx, h, conn, func(hctx context.Context) (net.Conn, error) {
+				return h.Connect(hctx, conn, next(i))
+			})
+			if err != nil {
+				conn.Close()
+				failed, err := c.failure(ctx, hops, i, err)
+				return nil, failed, err
+			}
+			c.Health.Succeeded(h, time.Since(start))
+			start = time.Now()
+			conn = out
+			i++
+			continue
+		}
+		var batch []byte
+		for k := i; k < i+run; k++ {
+			b, err := pipelinedOf(hops[k]).handshakeBytes(next(k))
+			if err != nil {
+				conn.Close()
+				failed, err := c.failure(ctx, hops, k, err)
+				return nil, failed, err
+			}
+			batch = append(batch, b...)
+		}
+		if _, err := c.handshake(ctx, h, conn, func(context.Context) (net.Conn, error) {
+			_, err := conn.Write(batch)
+			return conn, err
+		}); err != nil {
 			conn.Close()
-			failed := h
-			if errors.Is(err, ErrBadAddress) {
-				// The hop type cannot carry this address (an IPv6 literal
-				// over socks4): no hop is at fault, and none will do better.
-				return nil, nil, &HopError{Index: i, Addr: h.Addr(), Err: err}
-			}
-			if _, ok := errors.AsType[*ReplyError](err); ok {
-				// The hop works but could not reach the next one (which is
-				// the one to blame) or the destination (nobody's).
-				what := "the destination"
-				failed = nil
-				if i+1 < len(hops) {
-					what = fmt.Sprintf("hop %d", i+2)
-					failed = hops[i+1]
-				}
-				err = fmt.Errorf("reaching %s: %w", what, err)
-			}
-			if failed != nil && ctx.Err() == nil {
-				c.Health.Failed(failed)
-			}
-			return nil, failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
+			failed, err := c.failure(ctx, hops, i, err)
+			return nil, failed, err
 		}
-		c.Health.Succeeded(h, time.Since(start))
+		if i+run == len(hops) && isOptimistic(ctx) {
+			p := &pendingConn{Conn: conn}
+			p.finish = func() error {
+				// The dial is over: only the hops' own timeouts bound this,
+				// and closing the conn ends it.
+				_, err := c.readReplies(context.Background(), hops, i, conn, start)
+				return err
+			}
+			return p, nil, nil
+		}
+		if failed, err := c.readReplies(ctx, hops, i, conn, start); err != nil {
+			conn.Close()
+			return nil, failed, err
+		}
 		start = time.Now()
-		conn = out
+		i += run
 	}
 	return conn, nil, nil
+}
+
+// readReplies reads the replies of the pipelined run of hops starting at
+// i, in order, and says which hop to blame when one fails.
+func (c *Chain) readReplies(ctx context.Context, hops []Hop, i int, conn net.Conn, start time.Time) (Hop, error) {
+	for k := i; k < i+pipelinedRun(hops[i:]); k++ {
+		if _, err := c.handshake(ctx, hops[k], conn, func(context.Context) (net.Conn, error) {
+			return conn, pipelinedOf(hops[k]).readReplies(conn)
+		}); err != nil {
+			return c.failure(ctx, hops, k, err)
+		}
+		c.Health.Succeeded(hops[k], time.Since(start))
+		start = time.Now()
+	}
+	return nil, nil
+}
+
+// failure turns hop i's handshake error into the chain's error, and says
+// which hop to blame: the hop itself, the one after it when it could not
+// reach that one, or none.
+func (c *Chain) failure(ctx context.Context, hops []Hop, i int, err error) (Hop, error) {
+	h := hops[i]
+	failed := h
+	if errors.Is(err, ErrBadAddress) {
+		// The hop type cannot carry this address (an IPv6 literal over
+		// socks4): no hop is at fault, and none will do better.
+		return nil, &HopError{Index: i, Addr: h.Addr(), Err: err}
+	}
+	if _, ok := errors.AsType[*ReplyError](err); ok {
+		// The hop works but could not reach the next one (which is the one
+		// to blame) or the destination (nobody's).
+		what := "the destination"
+		failed = nil
+		if i+1 < len(hops) {
+			what = fmt.Sprintf("hop %d", i+2)
+			failed = hops[i+1]
+		}
+		err = fmt.Errorf("reaching %s: %w", what, err)
+	}
+	if failed != nil && ctx.Err() == nil {
+		c.Health.Failed(failed)
+	}
+	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
 }
 
 func (c *Chain) forward() Dialer {
@@ -140,10 +211,11 @@ func (c *Chain) forward() Dialer {
 	return &net.Dialer{Timeout: t}
 }
 
-// handshake runs h.Connect under a deadline, bridging ctx to conn's
-// deadline so a blocked read ends when ctx does, with no extra goroutine
-// left behind; the deadline is cleared afterwards for the relay.
-func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, next string) (net.Conn, error) {
+// handshake runs one step of h's handshake under h's deadline, bridging
+// ctx to conn's deadline so a blocked read ends when ctx does, with no
+// extra goroutine left behind; the deadline is cleared afterwards for the
+// relay.
+func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, step func(context.Context) (net.Conn, error)) (net.Conn, error) {
 	timeout := c.HandshakeTimeout
 	if t, ok := h.(interface{ HandshakeTimeout() time.Duration }); ok {
 		timeout = t.HandshakeTimeout()
@@ -162,7 +234,7 @@ func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, next string
 		conn.SetDeadline(time.Unix(1, 0))
 		close(interrupted)
 	})
-	out, err := h.Connect(hctx, conn, next)
+	out, err := step(hctx)
 	if !stop() {
 		<-interrupted // the deadline was moved to the past; wait so clearing it below wins
 		if err == nil {

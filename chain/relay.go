@@ -66,6 +66,18 @@ func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration)
 
 // copyHalf copies src to dst, then half-closes dst, or on error closes both.
 func copyHalf(dst, src io.ReadWriteCloser, closeBoth func(), act *activity) (int64, error) {
+	if p, ok := src.(*pendingConn); ok {
+		// The chain's last replies come first on this side: check them,
+		// then relay the conn underneath (which splices).
+		if err := p.confirm(); err != nil {
+			closeBoth()
+			return 0, err
+		}
+		src = p.Conn
+	}
+	if p, ok := dst.(*pendingConn); ok {
+		dst = p.Conn // writes never wait for the replies
+	}
 	var n int64
 	var err error
 	st, sok := src.(*net.TCPConn)

@@ -34,36 +34,61 @@ func (h *SOCKS5) Addr() string { return h.Address }
 // exactly, with no read-ahead, so no byte of the stream is buffered here.
 // Deadlines are the caller's (Chain bridges its context to them).
 func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Conn, error) {
+	if h.Pipeline {
+		// Offering one method, the server can only take it or refuse, so
+		// everything can go at once; the replies are read in order.
+		b, err := h.handshakeBytes(addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := conn.Write(b); err != nil {
+			return nil, err
+		}
+		if err := h.readReplies(conn); err != nil {
+			return nil, err
+		}
+		return conn, nil
+	}
 	req, err := appendSOCKS5Addr([]byte{5, 1, 0}, addr)
 	if err != nil {
 		return nil, err
 	}
-	if h.Pipeline {
-		// Offering one method, the server can only take it or refuse, so
-		// everything can go at once; the replies are read in order.
-		if _, err := conn.Write(append(h.greeting(), req...)); err != nil {
-			return nil, err
-		}
-		if err := h.readGreetReplies(conn); err != nil {
-			return nil, err
-		}
-	} else {
-		if err := h.greet(conn); err != nil {
-			return nil, err
-		}
-		if _, err := conn.Write(req); err != nil {
-			return nil, err
-		}
+	if err := h.greet(conn); err != nil {
+		return nil, err
 	}
+	if _, err := conn.Write(req); err != nil {
+		return nil, err
+	}
+	if err := readConnectReply(conn); err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (h *SOCKS5) pipelines() bool { return h.Pipeline }
+
+func (h *SOCKS5) handshakeBytes(addr string) ([]byte, error) {
+	return appendSOCKS5Addr(append(h.greeting(), 5, 1, 0), addr)
+}
+
+func (h *SOCKS5) readReplies(conn net.Conn) error {
+	if err := h.readGreetReplies(conn); err != nil {
+		return err
+	}
+	return readConnectReply(conn)
+}
+
+// readConnectReply reads the reply to a CONNECT request, exactly.
+func readConnectReply(conn net.Conn) error {
 	var b [4]byte
 	if _, err := io.ReadFull(conn, b[:4]); err != nil {
-		return nil, fmt.Errorf("reading connect reply: %w", err)
+		return fmt.Errorf("reading connect reply: %w", err)
 	}
 	if b[0] != 5 {
-		return nil, fmt.Errorf("%w: version %d in connect reply", ErrProtocol, b[0])
+		return fmt.Errorf("%w: version %d in connect reply", ErrProtocol, b[0])
 	}
 	if b[1] != 0 {
-		return nil, &ReplyError{Code: b[1]}
+		return &ReplyError{Code: b[1]}
 	}
 	// Skip BND.ADDR and BND.PORT: nothing downstream needs them.
 	var skip int
@@ -74,17 +99,17 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 		skip = 16 + 2
 	case 3:
 		if _, err := io.ReadFull(conn, b[:1]); err != nil {
-			return nil, fmt.Errorf("reading connect reply: %w", err)
+			return fmt.Errorf("reading connect reply: %w", err)
 		}
 		skip = int(b[0]) + 2
 	default:
-		return nil, fmt.Errorf("%w: address type 0x%02x in connect reply", ErrProtocol, b[3])
+		return fmt.Errorf("%w: address type 0x%02x in connect reply", ErrProtocol, b[3])
 	}
 	var rest [257]byte
 	if _, err := io.ReadFull(conn, rest[:skip]); err != nil {
-		return nil, fmt.Errorf("reading connect reply: %w", err)
+		return fmt.Errorf("reading connect reply: %w", err)
 	}
-	return conn, nil
+	return nil
 }
 
 // Probe runs the greeting and, if the hop wants it, the auth, without

@@ -78,6 +78,9 @@ type Listener struct {
 	DNS   string `yaml:"dns"`   // DNS front end, UDP and TCP
 	Chain string `yaml:"chain"`
 	Auth  bool   `yaml:"auth"` // require a user from users:
+	// EarlyReply answers SOCKS CONNECTs and HTTP CONNECTs before the
+	// chain's pipelined exit has confirmed (see socks.Server.EarlyReply).
+	EarlyReply bool `yaml:"early_reply"`
 }
 
 // DNS configures the DNS front ends (listeners' dns: addresses).

@@ -66,7 +66,13 @@ type Server struct {
 	// MaxHeaderBytes bounds the request head (431 beyond it), MaxURIBytes
 	// the request line (414).
 	MaxHeaderBytes, MaxURIBytes int
-	Logger                      *slog.Logger
+	// EarlyReply answers a CONNECT with 200 as soon as the chain's
+	// handshakes are on their way; see socks.Server.EarlyReply for the
+	// trade-off. Plain requests always go out right behind the handshakes
+	// (chain.Optimistic): their client still gets 502 or 504 if the chain
+	// fails, because the answer it waits for is the response.
+	EarlyReply bool
+	Logger     *slog.Logger
 
 	group      conns.Group
 	transports struct {
@@ -250,6 +256,9 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		c.writeError(err, true, nil)
 		return
 	}
+	if c.srv.EarlyReply {
+		ctx = chain.Optimistic(ctx)
+	}
 	target, err := c.srv.Dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		c.dialFailed(err, addr)
@@ -277,6 +286,9 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		defer conn.Close()
 		defer target.Close()
 		up, down, err := chain.RelayIdle(ctx, conn, target, c.srv.TunnelIdleTimeout)
+		if hop, ok := errors.AsType[*chain.HopError](err); ok {
+			warnChainFailed(log, hop, err) // an early reply's chain failed after all
+		}
 		log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
 	})
 }
@@ -418,6 +430,12 @@ func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, conn
 	c.log.Debug("upgraded connection closed", "dest", dest, "up", up, "down", down, "err", err)
 }
 
+// warnChainFailed is the line a failed chain gets: it names the hop, and
+// never the destination.
+func warnChainFailed(log *slog.Logger, hop *chain.HopError, err error) {
+	log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
+}
+
 // dialFailed answers a chain failure and logs it: the hop at warn level,
 // the destination only at debug.
 func (c *clientConn) dialFailed(err error, dest string) {
@@ -425,7 +443,7 @@ func (c *clientConn) dialFailed(err error, dest string) {
 	var hop *chain.HopError
 	switch {
 	case errors.As(err, &hop):
-		c.log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
+		warnChainFailed(c.log, hop, err)
 	case errors.Is(err, chain.ErrBlocked):
 		c.log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
 	default:
@@ -494,8 +512,12 @@ func (s *Server) roundTripper(user string) *http.Transport {
 		s.transports.byUser = map[string]*http.Transport{}
 	}
 	t := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            s.Dialer.DialContext,
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// The request follows the handshakes at once; a refusal still
+			// comes back as the Transport's error, and so as a 502 or 504.
+			return s.Dialer.DialContext(chain.Optimistic(ctx), network, addr)
+		},
 		DisableCompression:     true,
 		MaxIdleConns:           64,
 		MaxIdleConnsPerHost:    8,

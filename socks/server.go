@@ -33,6 +33,13 @@ type Server struct {
 	// IdleTimeout closes a relayed connection that carries nothing either
 	// way for this long (0: never).
 	IdleTimeout time.Duration
+	// EarlyReply answers a CONNECT as soon as the chain's handshakes are
+	// on their way (chain.Optimistic), so the client's first bytes follow
+	// them without a round trip through the whole chain. It takes effect
+	// when the chain's exit is pipelined (?pipeline=1). The trade-off: when
+	// such a chain then fails, the client has had success and sees its
+	// connection close, not the SOCKS error code; nothing goes direct.
+	EarlyReply bool
 	// Logger gets one line per failed connection; destinations only at debug.
 	Logger *slog.Logger
 
@@ -80,7 +87,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		log.Debug("socks handshake failed", "err", err)
 		return
 	}
-	target, err = s.Dialer.DialContext(policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user}), "tcp", dest)
+	dctx := policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user})
+	if s.EarlyReply {
+		dctx = chain.Optimistic(dctx)
+	}
+	target, err = s.Dialer.DialContext(dctx, "tcp", dest)
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
 		code := replyCode(err)
@@ -116,6 +127,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		defer conn.Close()
 		defer target.Close()
 		up, down, err := chain.RelayIdle(ctx, conn, target, s.IdleTimeout)
+		if _, ok := errors.AsType[*chain.HopError](err); ok {
+			logDialError(log, err, replyCode(err), dest) // an early reply's chain failed after all
+		}
 		log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
 	})
 }

@@ -1,11 +1,14 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/testnet"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -57,6 +61,7 @@ func (r *recordingDialer) addrs() []string {
 // resolves names with its own DNS server and sends from 127.0.0.2.
 type twoHops struct {
 	front    string
+	hop1     string
 	exitAddr string
 	exitSeen *recordingDialer
 	hop1Seen *recordingDialer
@@ -69,9 +74,9 @@ func newTwoHops(t *testing.T, exit *chain.Exit, exitCreds socks.Credentials, fro
 		hop1Seen: &recordingDialer{next: &chain.Exit{AllowPrivate: true}},
 	}
 	th.exitAddr = testnet.Serve(t, &socks.Server{Dialer: th.exitSeen, Auth: exitCreds})
-	hop1 := testnet.Serve(t, &socks.Server{Dialer: th.hop1Seen})
+	th.hop1 = testnet.Serve(t, &socks.Server{Dialer: th.hop1Seen})
 	th.front = testnet.Serve(t, &socks.Server{Dialer: &chain.Chain{
-		Hops:             frontHops(hop1, th.exitAddr),
+		Hops:             frontHops(th.hop1, th.exitAddr),
 		HandshakeTimeout: 500 * time.Millisecond,
 	}})
 	return th
@@ -119,24 +124,46 @@ func TestDestinationSeesOnlyTheExit(t *testing.T) {
 // connect runs a raw SOCKS5 CONNECT for host:port and returns the reply code.
 func connect(t *testing.T, front, host string, port uint16) byte {
 	t.Helper()
+	c, code := openSOCKS(t, front, host, port)
+	c.Close()
+	return code
+}
+
+// openSOCKS sends greeting and CONNECT in one write and reads both
+// replies; it returns the conn, past the reply, and the reply code.
+func openSOCKS(t *testing.T, front, host string, port uint16) (net.Conn, byte) {
+	t.Helper()
 	c, err := net.Dial("tcp", front)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	req := append([]byte{5, 1, 0, 5, 1, 0, 3, byte(len(host))}, host...)
 	req = binary.BigEndian.AppendUint16(req, port)
 	if _, err := c.Write(req); err != nil {
 		t.Fatal(err)
 	}
-	reply := make([]byte, 2+4)
-	if _, err := io.ReadFull(c, reply); err != nil {
+	// Method reply, then VER REP RSV ATYP, BND.ADDR and BND.PORT.
+	reply := make([]byte, 2+4+16+2)
+	if _, err := io.ReadFull(c, reply[:6]); err != nil {
 		t.Fatalf("reading reply: %v", err)
 	}
-	return reply[3]
+	rest := 4 + 2
+	if reply[5] == 4 {
+		rest = 16 + 2
+	}
+	if _, err := io.ReadFull(c, reply[6:6+rest]); err != nil {
+		t.Fatalf("reading reply: %v", err)
+	}
+	return c, reply[3]
 }
 
+// TestFailClosed breaks the chain in each way it can break and checks
+// what the client is told, through every front end and handshake style:
+// the SOCKS reply code, lock-step and pipelined; the HTTP status for a
+// plain request (sent right behind pipelined handshakes); and with an
+// early reply, the code or, once success went out, a bare close. Nothing
+// ever reaches the destination.
 func TestFailClosed(t *testing.T) {
 	dest := newDestination(t)
 	_, dnsAddr := exitDNS(t)
@@ -147,30 +174,31 @@ func TestFailClosed(t *testing.T) {
 	}
 
 	tests := []struct {
-		name string
-		exit chain.Exit
-		hops func(hop1, exit string) []chain.Hop
-		host string
-		want byte
+		name     string
+		exit     chain.Exit
+		hops     func(hop1, exit string) []chain.Hop
+		host     string
+		want     byte
+		wantHTTP int
 	}{
 		{"first hop down", chain.Exit{AllowPrivate: true}, func(_, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: closedPort(t)}, &chain.SOCKS5{Address: exit, User: "u", Password: "p"}}
-		}, destName, 0x05},
+		}, destName, 0x05, 502},
 		{"exit down", chain.Exit{AllowPrivate: true}, func(hop1, _ string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: closedPort(t)}}
-		}, destName, 0x05},
+		}, destName, 0x05, 502},
 		{"exit rejects auth", chain.Exit{AllowPrivate: true}, func(hop1, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exit, User: "u", Password: "wrong"}}
-		}, destName, 0x02},
+		}, destName, 0x02, 502},
 		{"exit silent", chain.Exit{AllowPrivate: true}, func(hop1, _ string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: silent}}
-		}, destName, 0x04},
+		}, destName, 0x04, 504},
 		{"exit refuses loopback by default", chain.Exit{}, func(hop1, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exit, User: "u", Password: "p"}}
-		}, destName, 0x02},
+		}, destName, 0x02, 403},
 		{"exit cannot resolve", chain.Exit{AllowPrivate: true}, func(hop1, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exit, User: "u", Password: "p"}}
-		}, "unknown.veilchain.test", 0x04},
+		}, "unknown.veilchain.test", 0x04, 502},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,6 +208,23 @@ func TestFailClosed(t *testing.T) {
 			before := dest.accepted.Load()
 			if got := connect(t, th.front, tt.host, port); got != tt.want {
 				t.Fatalf("reply 0x%02x (%s), want 0x%02x (%s)", got, chain.ReplyText(got), tt.want, chain.ReplyText(tt.want))
+			}
+
+			pipelined := &chain.Chain{Hops: tt.hops(th.hop1, th.exitAddr), HandshakeTimeout: 500 * time.Millisecond}
+			for _, h := range pipelined.Hops {
+				h.(*chain.SOCKS5).Pipeline = true
+			}
+			front := testnet.Serve(t, &socks.Server{Dialer: pipelined})
+			if got := connect(t, front, tt.host, port); got != tt.want {
+				t.Errorf("pipelined: reply 0x%02x (%s), want 0x%02x", got, chain.ReplyText(got), tt.want)
+			}
+			httpFront := testnet.Serve(t, &httpproxy.Server{Dialer: pipelined})
+			if got := httpGetStatus(t, httpFront, "http://"+tt.host+":"+dest.port+"/"); got != tt.wantHTTP {
+				t.Errorf("HTTP front end, pipelined: status %d, want %d", got, tt.wantHTTP)
+			}
+			early := testnet.Serve(t, &socks.Server{Dialer: pipelined, EarlyReply: true})
+			if got, closed := connectEarly(t, early, tt.host, port); got != tt.want && (got != 0 || !closed) {
+				t.Errorf("early reply: reply 0x%02x, closed %v; want 0x%02x, or success and then a close", got, closed, tt.want)
 			}
 			if n := dest.accepted.Load() - before; n != 0 {
 				t.Fatalf("the destination accepted %d connection(s): something went around the chain", n)
@@ -195,4 +240,49 @@ func TestFailClosed(t *testing.T) {
 	if got := connect(t, th.front, destName, port); got != 0 {
 		t.Fatalf("control case: reply 0x%02x", got)
 	}
+	pipelined := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: th.hop1, Pipeline: true},
+		&chain.SOCKS5{Address: th.exitAddr, User: "u", Password: "p", Pipeline: true}}}
+	if got := httpGetStatus(t, testnet.Serve(t, &httpproxy.Server{Dialer: pipelined}), "http://"+destName+":"+dest.port+"/"); got != 200 {
+		t.Fatalf("control case, HTTP front end, pipelined: status %d", got)
+	}
+	if got, closed := connectEarly(t, testnet.Serve(t, &socks.Server{Dialer: pipelined, EarlyReply: true}), destName, port); got != 0 || closed {
+		t.Fatalf("control case, early reply: reply 0x%02x, closed %v", got, closed)
+	}
+	if n := dest.accepted.Load(); n != 3 {
+		t.Fatalf("control case: the destination accepted %d connections, want 3", n)
+	}
+}
+
+// httpGetStatus sends one plain GET for url through an HTTP proxy and
+// returns the status it answers.
+func httpGetStatus(t *testing.T, front, url string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET "+url+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the proxy's answer: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// connectEarly is connect for a front end that may answer early: it
+// returns the reply code and, after a success, whether the connection
+// then closed with no byte from the destination.
+func connectEarly(t *testing.T, front, host string, port uint16) (byte, bool) {
+	t.Helper()
+	c, code := openSOCKS(t, front, host, port)
+	defer c.Close()
+	if code != 0 {
+		return code, false
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	n, err := c.Read(make([]byte, 1))
+	return 0, n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }

@@ -171,6 +171,12 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 // HTTP request over it.
 func getThrough(t *testing.T, dest string, hops ...string) (string, error) {
 	t.Helper()
+	return getThroughCtx(t, context.Background(), dest, hops...)
+}
+
+// getThroughCtx is getThrough with a context for the dial (chain.Optimistic, say).
+func getThroughCtx(t *testing.T, ctx context.Context, dest string, hops ...string) (string, error) {
+	t.Helper()
 	c := &chain.Chain{HandshakeTimeout: 10 * time.Second}
 	for _, u := range hops {
 		h, err := chain.ParseHop(u)
@@ -179,7 +185,7 @@ func getThrough(t *testing.T, dest string, hops ...string) (string, error) {
 		}
 		c.Hops = append(c.Hops, h)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := c.DialContext(ctx, "tcp", dest)
 	if err != nil {
@@ -261,6 +267,18 @@ func TestHopTypes(t *testing.T) {
 			if _, err := getThrough(t, byName, hop+"?pipeline=1&timeout=500ms"); err == nil {
 				t.Errorf("%s went through pipelined: revisit the default", hop)
 			}
+		}
+	})
+
+	// Every handshake of the chain and the request itself in one write:
+	// each server must take what follows its handshake as stream data.
+	t.Run("pipelined chain dante, serve, ssh -D, optimistic", func(t *testing.T) {
+		hops := []string{"socks5://" + startDante(t) + "?pipeline=1", "socks5://u:p@" + serveAuth + "?pipeline=1",
+			"socks5://" + startSSHDynamic(t) + "?pipeline=1"}
+		before := len(dest.seenPeers())
+		body, err := getThroughCtx(t, chain.Optimistic(context.Background()), byName, hops...)
+		if err != nil || !strings.HasPrefix(body, "peer ") || len(dest.seenPeers()) != before+1 {
+			t.Fatalf("pipelined chain: %q, %v", body, err)
 		}
 	})
 

@@ -33,6 +33,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "mixed listen `ADDR` of the first listener: SOCKS4/4a/5 and HTTP on one port"},
 			&cli.StringFlag{Name: "dns", Usage: "DNS front end `ADDR` of the first listener (UDP and TCP; see dns: in the config)"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
+			&cli.BoolFlag{Name: "early-reply", Usage: "answer SOCKS and CONNECT clients of the first listener as soon as the chain's handshakes are sent (needs a ?pipeline=1 exit; a failure then closes instead of answering an error code)"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", DefaultText: "info or the config's"},
@@ -118,7 +119,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		}
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
-				IdleTimeout: cfg.Timeouts.TunnelIdle, Logger: llog}
+				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog}
 			if auth != nil {
 				s.Auth = auth
 			}
@@ -127,6 +128,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		newHTTP := func() frontEnd {
 			h := newHTTPProxy(cfg, dialer, llog)
 			h.Listener = l.Name
+			h.EarlyReply = l.EarlyReply
 			if auth != nil {
 				h.Auth = auth
 			}
@@ -203,6 +205,9 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	}
 	if c.IsSet("dns") {
 		cfg.Listeners[0].DNS = c.String("dns")
+	}
+	if c.IsSet("early-reply") {
+		cfg.Listeners[0].EarlyReply = c.Bool("early-reply")
 	}
 	if hops := c.StringSlice("hop"); len(hops) > 0 {
 		for _, h := range hops {

@@ -1,0 +1,110 @@
+package chain
+
+import (
+	"context"
+	"net"
+	"sync"
+)
+
+// pipelined is a hop that takes its whole handshake in one write, with
+// whatever comes after it (the next hop's handshake, or the client's
+// first bytes) right behind, before any reply is read: its server reads
+// exactly what each step needs and relays the rest once it is connected.
+// Only a hop configured so (?pipeline=1) says yes; a server that reads
+// ahead and drops the rest would stall, so it is the user's call per hop.
+type pipelined interface {
+	pipelines() bool
+	// handshakeBytes is everything the client sends to reach addr.
+	handshakeBytes(addr string) ([]byte, error)
+	// readReplies reads and checks the replies to handshakeBytes, exactly.
+	readReplies(conn net.Conn) error
+}
+
+// pipelinedOf returns h's pipelined side, looking through option wrappers.
+func pipelinedOf(h Hop) pipelined {
+	if t, ok := h.(*timedHop); ok {
+		h = t.Hop
+	}
+	if p, ok := h.(pipelined); ok && p.pipelines() {
+		return p
+	}
+	return nil
+}
+
+// pipelinedRun counts the pipelined hops at the start of hops.
+func pipelinedRun(hops []Hop) int {
+	n := 0
+	for n < len(hops) && pipelinedOf(hops[n]) != nil {
+		n++
+	}
+	return n
+}
+
+type optimisticKey struct{}
+
+// Optimistic marks ctx so that a Chain whose last hops are pipelined
+// returns as soon as their handshakes are written, without waiting for
+// the replies: the caller's first bytes follow the handshakes at once,
+// saving a round trip through the whole chain. The replies are read and
+// checked on the conn's first Read (or by Relay); a refusal surfaces
+// there, as the same *HopError a plain dial would have returned, and the
+// conn is closed. Nothing goes anywhere but down the chain either way: a
+// hop that fails drops what was queued behind its handshake.
+//
+// The cost: such a dial cannot fail over to other hops, and an error
+// arrives only when the caller reads. The HTTP front end uses it for plain
+// requests (its client still gets 502/504); the SOCKS front end only when
+// told to answer early.
+func Optimistic(ctx context.Context) context.Context {
+	return context.WithValue(ctx, optimisticKey{}, true)
+}
+
+func isOptimistic(ctx context.Context) bool {
+	v, _ := ctx.Value(optimisticKey{}).(bool)
+	return v
+}
+
+// pendingConn is a chain conn whose last replies are still on their way.
+// Writes go straight out, behind the handshakes; the first Read reads and
+// checks the replies first.
+type pendingConn struct {
+	net.Conn
+	finish func() error
+	once   sync.Once
+	err    error
+}
+
+// confirm reads the pending replies once; on failure the conn is closed.
+func (p *pendingConn) confirm() error {
+	p.once.Do(func() {
+		if p.err = p.finish(); p.err != nil {
+			p.Conn.Close()
+		}
+	})
+	return p.err
+}
+
+func (p *pendingConn) Read(b []byte) (int, error) {
+	if err := p.confirm(); err != nil {
+		return 0, err
+	}
+	return p.Conn.Read(b)
+}
+
+// CloseWrite half-closes the conn underneath, when it can.
+func (p *pendingConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
+}
+
+// Confirm waits for a conn from an Optimistic dial to be complete, and
+// returns the error the dial would have returned. Any other conn is
+// complete already.
+func Confirm(c net.Conn) error {
+	if p, ok := c.(*pendingConn); ok {
+		return p.confirm()
+	}
+	return nil
+}
