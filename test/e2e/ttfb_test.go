@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// oneWay is the delay each link adds in each direction.
+const oneWay = 20 * time.Millisecond
+
+// TestTimeToFirstByte measures, on links that each delay every packet by
+// 20 ms one way (client→hop1→hop2→destination), how many one-way delays
+// pass between curl's start and the first byte of the HTTP response,
+// through a veilchain front end and two `veilchain serve` hops, per
+// handshake style. The floor is 12: a TCP handshake per link (6) and the
+// request and response crossing all three links (6).
+//
+//	lock-step SOCKS5: every hop's greeting, request and reply in turn (24)
+//	pipelined: each run of ?pipeline=1 hops gets its handshakes in one write (16)
+//	early reply / plain HTTP: the client's request follows the handshakes at once (12)
+func TestTimeToFirstByte(t *testing.T) {
+	requireTUN(t)
+	sweep()
+	n := &network{hosts: map[string]*host{}}
+	t.Cleanup(n.teardown)
+	hosts := map[string]*host{}
+	for role, ip := range map[string]string{"client": "198.18.1.1", "hop1": "198.18.1.2", "hop2": "198.18.2.2", "dest": "198.18.3.2"} {
+		hosts[role] = &host{name: role, ns: nsPrefix + "dl-" + role, ip: ip}
+		n.addNS(t, hosts[role].ns)
+	}
+	client, hop1, hop2, dest := hosts["client"], hosts["hop1"], hosts["hop2"], hosts["dest"]
+	newDelayLine(t, "vcdl1", link{client.ns, hop1.ns, "198.18.1.1", "198.18.1.2"}, oneWay)
+	newDelayLine(t, "vcdl2", link{hop1.ns, hop2.ns, "198.18.2.1", "198.18.2.2"}, oneWay)
+	newDelayLine(t, "vcdl3", link{hop2.ns, dest.ns, "198.18.3.1", "198.18.3.2"}, oneWay)
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "veilchain")
+	run(t, "go", "build", "-o", bin, "../../cmd/veilchain")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	destProc := startIn(t, dest, []string{"VC_E2E_HELPER=dest"}, self, dest.ip)
+	destProc.waitReady(t)
+	for _, h := range []*host{hop1, hop2} {
+		p := startIn(t, h, nil, bin, "serve", "--listen", h.ip+":1080", "--allow-open", "--log-format", "json")
+		waitListening(t, h, h.ip+":1080", p)
+	}
+	// The test network is in 198.18.0.0/15, like the default fake-ip range.
+	cfg := fmt.Sprintf(`log: {format: json}
+dns: {fake_ipv4: 198.19.255.0/24}
+listeners:
+  - {name: lk, socks: 127.0.0.1:1080, http: 127.0.0.1:8110, chain: lockstep}
+  - {name: pp, socks: 127.0.0.1:1081, http: 127.0.0.1:8120, chain: pipelined}
+  - {name: er, socks: 127.0.0.1:1082, http: "", chain: pipelined, early_reply: true}
+  - {name: lk1, socks: "", http: 127.0.0.1:8111, chain: lockstep}
+  - {name: lk2, socks: "", http: 127.0.0.1:8112, chain: lockstep}
+  - {name: pp1, socks: "", http: 127.0.0.1:8121, chain: pipelined}
+  - {name: pp2, socks: "", http: 127.0.0.1:8122, chain: pipelined}
+chains:
+  lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080]}
+  pipelined: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"]}
+`, hop1.ip, hop2.ip)
+	cfgFile := filepath.Join(dir, "client.yaml")
+	os.WriteFile(cfgFile, []byte(cfg), 0o600)
+	front := startIn(t, client, nil, bin, "run", "-c", cfgFile)
+	for _, port := range []string{"1080", "1081", "1082", "8110", "8111", "8112", "8120", "8121", "8122"} {
+		waitListening(t, client, "127.0.0.1:"+port, front)
+	}
+
+	url := "http://" + dest.ip + "/"
+	// Expected counts, plus 10% for the timers' slack; lock-step also has
+	// a floor, so that a delay line that delays nothing fails the test.
+	// The HTTP front end pools its upstream connections, so each of its
+	// runs goes to a listener of its own, and each run opens a chain.
+	socks := func(port string) func(int) []string {
+		return func(int) []string { return []string{"--socks5-hostname", "127.0.0.1:" + port} }
+	}
+	httpProxy := func(base int) func(int) []string {
+		return func(run int) []string { return []string{"--proxy", "http://127.0.0.1:" + strconv.Itoa(base+run)} }
+	}
+	cases := []struct {
+		name     string
+		proxy    func(run int) []string // curl's proxy options
+		min, max float64
+	}{
+		{"SOCKS5, lock-step", socks("1080"), 22, 27},
+		{"HTTP proxy, lock-step", httpProxy(8110), 22, 27},
+		{"SOCKS5, pipelined", socks("1081"), 14, 18},
+		{"HTTP proxy, pipelined", httpProxy(8120), 11, 14},
+		{"SOCKS5, pipelined, early reply", socks("1082"), 11, 14},
+	}
+	t.Logf("one-way delay per link %v; floor 12 delays (%v)", oneWay, 12*oneWay)
+	for _, c := range cases {
+		var delays []float64
+		for run := range 3 {
+			out, err := client.cmd("curl", append(c.proxy(run), "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %{time_starttransfer}", url)...).CombinedOutput()
+			code, secs, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+			s, perr := strconv.ParseFloat(secs, 64)
+			if err != nil || code != "200" || perr != nil {
+				t.Fatalf("%s: curl %q, %v\n%s", c.name, out, err, front.log())
+			}
+			delays = append(delays, s/oneWay.Seconds())
+		}
+		slices.Sort(delays)
+		d := delays[1]
+		t.Logf("%-32s time to first byte %6.1f ms = %4.1f one-way delays (runs: %.1f)", c.name, d*float64(oneWay.Milliseconds()), d, delays)
+		if d < c.min || d > c.max {
+			t.Errorf("%s: %.1f delays, want %.0f to %.0f", c.name, d, c.min, c.max)
+		}
+	}
+	// Each request reached the destination from the exit's address only.
+	for _, e := range destProc.seen() {
+		if e.Kind == "request" && !strings.HasPrefix(e.Peer, "198.18.3.1:") {
+			t.Errorf("destination saw a request from %s, want only the exit 198.18.3.1", e.Peer)
+		}
+	}
+}
