@@ -34,6 +34,8 @@ var (
 	idleOnly  = flag.Int("idle-only", 0, "only measure RSS with this many idle connections")
 	setupOnly = flag.Bool("setup-only", false, "only measure setup latency")
 	pipeline  = flag.Bool("pipeline", false, "pipelined SOCKS5 handshakes (?pipeline=1) on every link")
+	early     = flag.Bool("early", false, "with -pipeline: the front end answers early (--early-reply)")
+	maxProcs  = flag.Int("procs", 0, "GOMAXPROCS for the front end and hops (0: Go's default, one per CPU)")
 	glider    = flag.String("glider", "", "measure this glider binary in the same roles instead (a peer, built beside ours)")
 )
 
@@ -84,6 +86,9 @@ func run() error {
 		if *glider != "" {
 			cmd = exec.Command(*glider, args...)
 		}
+		if *maxProcs > 0 {
+			cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(*maxProcs))
+		}
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			return nil, "", err
@@ -102,6 +107,9 @@ func run() error {
 	}
 	frontArgs := []string{"run", "--socks", "127.0.0.1:" + frontPort, "--http", "",
 		"--hop", "socks5://127.0.0.1:" + hop1Port + opt, "--hop", "socks5://127.0.0.1:" + hop2Port + opt}
+	if *early {
+		frontArgs = append(frontArgs, "--early-reply")
+	}
 	product := "veilchain: 2 hops (veilchain serve) behind a veilchain run front end"
 	if *glider != "" {
 		hopArgs = func(port string) []string { return []string{"-listen", "socks5://127.0.0.1:" + port} }
