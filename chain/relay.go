@@ -6,11 +6,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Relay copies a→b and b→a until both directions have ended, then returns
@@ -34,101 +33,192 @@ var ErrIdle = errors.New("relay idle timeout")
 // RelayIdle is Relay that also ends, with ErrIdle, when neither direction
 // has carried a byte for idle (0: never). Only net.Conns can time out.
 func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration) (aToB, bToA int64, err error) {
-	var act *activity
-	if idle > 0 {
-		act = &activity{idle: idle}
-		act.touch()
-	}
-	closeBoth := func() {
-		a.Close()
-		b.Close()
-	}
-	stop := context.AfterFunc(ctx, closeBoth)
-	defer stop()
-
 	type result struct {
-		n   int64
-		err error
+		aToB, bToA int64
+		err        error
 	}
 	done := make(chan result, 1)
-	go func() {
-		n, err := copyHalf(b, a, closeBoth, act)
-		done <- result{n, err}
-	}()
-	bToA, errBA := copyHalf(a, b, closeBoth, act)
+	// The caller keeps a and b and may close them to end the relay, so
+	// nothing may be parked: a closed descriptor leaves epoll silently.
+	startRelay(ctx, a, b, idle, false, func(aToB, bToA int64, err error) { done <- result{aToB, bToA, err} })
 	r := <-done
-	aToB = r.n
-	if ctx.Err() != nil {
-		return aToB, bToA, ctx.Err()
-	}
-	return aToB, bToA, errors.Join(r.err, errBA)
+	return r.aToB, r.bToA, r.err
 }
 
-// copyHalf copies src to dst, then half-closes dst, or on error closes both.
-func copyHalf(dst, src io.ReadWriteCloser, closeBoth func(), act *activity) (int64, error) {
+// StartRelay is RelayIdle on goroutines of its own: it returns at once,
+// and calls done with the result when both directions have ended. It owns
+// a and b until then: end it early by cancelling ctx, never by closing
+// them. Nobody has to wait in the meantime, and a direction with nothing
+// to copy waits with no goroutine at all (see parking), or, under an idle
+// timeout, on a fresh one whose stack has not grown through the splice
+// path: an idle relayed connection costs its sockets and a little heap.
+func StartRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, done func(aToB, bToA int64, err error)) {
+	startRelay(ctx, a, b, idle, true, done)
+}
+
+func startRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, parkable bool, done func(aToB, bToA int64, err error)) {
+	r := &relay{ctx: ctx, a: a, b: b, done: done, parkable: parkable}
+	if idle > 0 {
+		r.act = &activity{idle: idle}
+		r.act.touch()
+	}
+	r.left.Store(2)
+	r.stop = context.AfterFunc(ctx, r.closeBoth)
+	go r.half(0, b, a)
+	go r.half(1, a, b)
+}
+
+// relay is one StartRelay: direction 0 copies a to b, direction 1 b to a.
+type relay struct {
+	ctx      context.Context
+	a, b     io.ReadWriteCloser
+	act      *activity
+	parkable bool // the relay owns a and b: only closeBoth closes them
+	stop     func() bool
+	done     func(aToB, bToA int64, err error)
+	left     atomic.Int32 // directions still running
+	n        [2]int64     // each written by its direction only, read by the last to end
+	err      [2]error
+
+	mu     sync.Mutex
+	closed bool      // closeBoth has run: park no more
+	parked [2]uint32 // parking tokens of the directions parked now
+}
+
+// closeBoth closes both conns, first taking any parked direction out of
+// the parking lot (while the descriptors still name these sockets) and
+// resuming it, so that it sees the close and ends.
+func (r *relay) closeBoth() {
+	r.mu.Lock()
+	r.closed = true
+	tokens := r.parked
+	r.mu.Unlock()
+	for _, t := range tokens {
+		if t != 0 {
+			parking.unpark(t)
+		}
+	}
+	r.a.Close()
+	r.b.Close()
+}
+
+// park leaves direction dir to the parking lot until src has something
+// to read; it reports false when it cannot (the relay is closing, or
+// there is no epoll), and the caller then waits on a goroutine.
+func (r *relay) park(dir int, dst, src *net.TCPConn, total int64) bool {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	rc.Control(func(f uintptr) { fd = int(f) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || fd < 0 {
+		return false
+	}
+	token, err := parking.park(fd, func() {
+		r.mu.Lock()
+		r.parked[dir] = 0
+		r.mu.Unlock()
+		go r.spliceHalf(dir, dst, src, total)
+	})
+	if err != nil {
+		return false
+	}
+	r.parked[dir] = token
+	return true
+}
+
+// half copies src to dst, then ends the direction.
+func (r *relay) half(dir int, dst, src io.ReadWriteCloser) {
 	if p, ok := src.(*pendingConn); ok {
 		// The chain's last replies come first on this side: check them,
 		// then relay the conn underneath (which splices).
 		if err := p.confirm(); err != nil {
-			closeBoth()
-			return 0, err
+			r.end(dir, dst, 0, err)
+			return
 		}
 		src = p.Conn
 	}
 	if p, ok := dst.(*pendingConn); ok {
 		dst = p.Conn // writes never wait for the replies
 	}
-	var n int64
-	var err error
 	st, sok := src.(*net.TCPConn)
 	dt, dok := dst.(*net.TCPConn)
+	var n int64
+	var err error
 	switch sc, isConn := src.(net.Conn); {
 	case sok && dok:
-		n, err = spliceWhenReady(dt, st, act)
-	case act != nil && isConn:
-		n, err = io.Copy(dst, &idleReader{c: sc, act: act})
+		r.spliceHalf(dir, dt, st, 0)
+		return
+	case r.act != nil && isConn:
+		n, err = io.Copy(dst, &idleReader{c: sc, act: r.act})
 	default:
 		n, err = io.Copy(dst, src)
 	}
-	if err != nil {
-		closeBoth()
-		return n, err
-	}
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() == nil {
-			return n, nil
-		}
-	}
-	// dst cannot half-close: closing it whole is the only way to pass EOF on.
-	closeBoth()
-	return n, nil
+	r.end(dir, dst, n, err)
 }
 
-// spliceWhenReady copies src to dst with splice(2) while data flows, and
+// end finishes a direction: on success it half-closes dst so the other
+// side sees EOF, on error it closes both so the other direction ends too.
+// The last direction to end reports.
+func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
+	halfClosed := false
+	if err == nil {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			halfClosed = cw.CloseWrite() == nil
+		}
+	}
+	if !halfClosed {
+		// An error, or dst cannot half-close: closing it whole is the only
+		// way to pass EOF on.
+		r.closeBoth()
+	}
+	r.n[dir], r.err[dir] = n, err
+	if r.left.Add(-1) > 0 {
+		return
+	}
+	r.stop()
+	err = errors.Join(r.err[0], r.err[1])
+	if r.ctx.Err() != nil {
+		err = r.ctx.Err()
+	}
+	r.done(r.n[0], r.n[1], err)
+}
+
+// spliceHalf copies src to dst with splice(2) while data flows, and
 // holds no pipe while it does not. A plain io.Copy between TCP conns
 // keeps a pipe (2 descriptors) per direction for as long as it waits, so
 // an idle relayed connection cost 6 descriptors in each process instead
 // of 2, and a few thousand idle connections ran a process out of them.
-// Here the copy runs under a short read deadline; when it expires with
-// nothing to read, the loop waits on the poller alone (no pipe) until
-// data comes. A long transfer only pays one extra loop per spliceIdle.
-func spliceWhenReady(dst, src *net.TCPConn, act *activity) (int64, error) {
+// Here the copy runs under a short read deadline; when it expires, the
+// direction waits for more with no pipe: parked, with no goroutine (see
+// parking), or, under an idle timeout, on a fresh goroutine, since the
+// splice path has grown this one's stack (to 4-8 KiB) and a wait needs
+// far less. A long transfer pays one extra loop and one goroutine start
+// per spliceIdle.
+func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 	rc, err := src.SyscallConn()
 	if err != nil {
-		return io.Copy(dst, src)
+		n, err := io.Copy(dst, src)
+		r.end(dir, dst, total+n, err)
+		return
 	}
-	var total int64
+	act := r.act
 	for {
 		src.SetReadDeadline(act.deadline()) // zero (none) without an idle timeout
-		queued, err := waitQueued(rc)
+		eof, err := waitReadable(rc)
 		if act != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			if act.expired() {
-				return total, ErrIdle
+				r.end(dir, dst, total, ErrIdle)
+				return
 			}
 			continue // the other direction was busy: wait again
 		}
-		if err != nil || queued == 0 {
-			return total, err // queued 0 with no error: EOF
+		if err != nil || eof {
+			r.end(dir, dst, total, err)
+			return
 		}
 		// The splice returns at least every window, so activity is seen
 		// by the other direction's idle check while data flows.
@@ -144,19 +234,27 @@ func spliceWhenReady(dst, src *net.TCPConn, act *activity) (int64, error) {
 		}
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			src.SetReadDeadline(time.Time{})
-			return total, err
+			r.end(dir, dst, total, err)
+			return
 		}
+		// Nothing for a while: wait without a goroutine if the relay has
+		// no idle timeout to keep, else on a fresh, small one.
+		if act == nil && r.parkable && r.park(dir, dst, src, total) {
+			return
+		}
+		go r.spliceHalf(dir, dst, src, total)
+		return
 	}
 }
 
-const spliceIdle = time.Second
+// spliceIdle is how long a splice waits for more data before the direction
+// goes idle (tests shorten it).
+var spliceIdle = time.Second
 
-// waitQueued waits until rc is readable and returns how many bytes are
-// queued on it; 0 means the peer closed its side.
-func waitQueued(rc syscall.RawConn) (int, error) {
-	var queued int
+// waitReadable waits until rc has a byte to read, or has reached EOF.
+func waitReadable(rc syscall.RawConn) (eof bool, err error) {
 	var opErr error
-	err := rc.Read(func(fd uintptr) bool {
+	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
@@ -164,16 +262,15 @@ func waitQueued(rc syscall.RawConn) (int, error) {
 			return false // nothing yet: let the poller wait
 		case err != nil:
 			opErr = err
-		case n > 0:
-			queued, opErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-			queued = max(queued, 1)
+		case n == 0:
+			eof = true
 		}
 		return true
 	})
 	if err == nil {
 		err = opErr
 	}
-	return queued, err
+	return eof, err
 }
 
 // activity is when a relay last carried a byte, either way.

@@ -278,14 +278,15 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		}
 	}
 	c.conn.SetDeadline(time.Time{})
-	// The tunnel outlives this handler on a fresh goroutine, which keeps
-	// neither the handshake's stack nor the 8 KiB of bufio buffers.
+	// The tunnel outlives this handler on goroutines of its own, which
+	// keep neither the handshake's stack nor the 8 KiB of bufio buffers.
 	conn, log := c.conn, c.log
 	c.handedOff = true
-	c.srv.group.Go(func(ctx context.Context) {
-		defer conn.Close()
-		defer target.Close()
-		up, down, err := chain.RelayIdle(ctx, conn, target, c.srv.TunnelIdleTimeout)
+	rctx, release := c.srv.group.Hold()
+	chain.StartRelay(rctx, conn, target, c.srv.TunnelIdleTimeout, func(up, down int64, err error) {
+		defer release()
+		conn.Close()
+		target.Close()
 		if hop, ok := errors.AsType[*chain.HopError](err); ok {
 			warnChainFailed(log, hop, err) // an early reply's chain failed after all
 		}

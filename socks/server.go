@@ -121,12 +121,14 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		}
 	}
 	conn.SetDeadline(time.Time{})
-	// The relay outlives this handler on a fresh goroutine (see conns.Group.Go).
+	// The relay outlives this handler on goroutines of its own, which
+	// start on small stacks; the group counts it until it ends.
 	handedOff = true
-	s.group.Go(func(ctx context.Context) {
-		defer conn.Close()
-		defer target.Close()
-		up, down, err := chain.RelayIdle(ctx, conn, target, s.IdleTimeout)
+	rctx, release := s.group.Hold()
+	chain.StartRelay(rctx, conn, target, s.IdleTimeout, func(up, down int64, err error) {
+		defer release()
+		conn.Close()
+		target.Close()
 		if _, ok := errors.AsType[*chain.HopError](err); ok {
 			logDialError(log, err, replyCode(err), dest) // an early reply's chain failed after all
 		}

@@ -127,18 +127,17 @@ func (g *Group) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Go runs f in a goroutine of its own that Shutdown waits for like a
-// connection handler, with the same context. A handler hands its relay
-// over with it and returns: the handshake's deep stack is freed, and the
-// long-lived relay runs on a fresh, small one.
-func (g *Group) Go(f func(ctx context.Context)) {
+// Hold counts work that runs on goroutines of its own (chain.StartRelay)
+// as a live connection, until release is called: Shutdown waits for it,
+// and ctx, the handlers' context, ends when Shutdown gives up waiting.
+// A handler hands its relay over this way and returns, so the relay
+// keeps neither the handshake's deep stack nor a goroutine waiting on it.
+func (g *Group) Hold() (ctx context.Context, release func()) {
 	g.mu.Lock()
 	g.init()
 	g.wg.Add(1) // a handler calls this while it is itself counted, so Wait cannot have returned
-	ctx := g.ctx
+	ctx = g.ctx
 	g.mu.Unlock()
-	go func() {
-		defer g.wg.Done()
-		f(ctx)
-	}()
+	var once sync.Once
+	return ctx, func() { once.Do(g.wg.Done) }
 }

@@ -58,3 +58,31 @@ func TestShutdownIdleReturnsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Work held with Hold counts like a connection: Shutdown waits for its
+// release, and when it gives up, Hold's context ends, which is how a held
+// relay is cut.
+func TestShutdownWaitsForHeld(t *testing.T) {
+	var g Group
+	ctx, release := g.Hold()
+	released := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		release()
+		release() // a second call is harmless
+		close(released)
+	}()
+	sctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := g.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded after waiting for the held work", err)
+	}
+	<-released
+
+	var g2 Group
+	_, release2 := g2.Hold()
+	time.AfterFunc(50*time.Millisecond, release2)
+	if err := g2.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown = %v, want nil once the held work was released", err)
+	}
+}
