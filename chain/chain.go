@@ -138,11 +138,14 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 			return nil, failed, err
 		}
 		if i+run == len(hops) && isOptimistic(ctx) {
-			p := &pendingConn{Conn: conn}
+			// The dial is over: only the hops' own timeouts bound the
+			// replies now, and closing the conn ends the wait, as a
+			// cancellation that blames no hop.
+			rctx, cancel := context.WithCancel(context.Background())
+			p := &pendingConn{Conn: conn, cancel: cancel}
 			p.finish = func() error {
-				// The dial is over: only the hops' own timeouts bound this,
-				// and closing the conn ends it.
-				_, err := c.readReplies(context.Background(), hops, i, conn, start)
+				defer cancel()
+				_, err := c.readReplies(rctx, hops, i, conn, start)
 				return err
 			}
 			return p, nil, nil

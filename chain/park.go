@@ -10,18 +10,19 @@ import (
 // goroutine of their own: their sockets sit in an epoll set that one
 // goroutine waits on, and a direction starts again, on a fresh goroutine,
 // when its socket becomes readable or hangs up. An idle relayed
-// connection then costs its sockets and a few hundred bytes of heap, not
-// two goroutine stacks (4-8 KiB): this is where most of a front end's
-// connections spend most of their time.
+// connection then costs its sockets and a few KiB of heap (3.7-5.5 KiB
+// of RSS in all, measured), not two goroutine stacks of 4 KiB on top:
+// this is where most of a front end's connections spend most of their
+// time.
 //
 // The watching goroutine exists only while something is parked. The set
 // is level-triggered and one-shot, so a byte that arrived before the
 // socket was added still wakes it, and each wake-up happens once.
-var parking = parkingLot{waiting: map[uint32]*parked{}}
+var parking = parkingLot{epfd: -1, wakefd: -1, waiting: map[uint32]*parked{}}
 
 type parkingLot struct {
 	mu      sync.Mutex
-	epfd    int // 0 until first use
+	epfd    int // -1 until first use
 	wakefd  int // an eventfd that wakes the watcher so it can see it has nothing left
 	waiting map[uint32]*parked
 	next    uint32
@@ -40,21 +41,8 @@ type parked struct {
 func (l *parkingLot) park(fd int, resume func()) (token uint32, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.epfd == 0 {
-		if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-			l.epfd = 0
-			return 0, err
-		}
-		if l.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-			unix.Close(l.epfd)
-			l.epfd = 0
-			return 0, err
-		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0} // token 0 is the eventfd
-		if err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.wakefd, &ev); err != nil {
-			unix.Close(l.wakefd)
-			unix.Close(l.epfd)
-			l.epfd = 0
+	if l.epfd < 0 {
+		if err := l.open(); err != nil {
 			return 0, err
 		}
 	}
@@ -74,6 +62,27 @@ func (l *parkingLot) park(fd int, resume func()) (token uint32, err error) {
 		go l.watch()
 	}
 	return token, nil
+}
+
+// open creates the epoll set and the eventfd in it; l.mu is held.
+func (l *parkingLot) open() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0} // token 0 is the eventfd
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(wakefd)
+		unix.Close(epfd)
+		return err
+	}
+	l.epfd, l.wakefd = epfd, wakefd
+	return nil
 }
 
 // unpark resumes token's direction now, if it is still parked. It must be

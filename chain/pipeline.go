@@ -70,8 +70,16 @@ func isOptimistic(ctx context.Context) bool {
 type pendingConn struct {
 	net.Conn
 	finish func() error
+	cancel context.CancelFunc // ends a wait for replies as ours, not the hop's fault
 	once   sync.Once
 	err    error
+}
+
+// Close closes the conn, first ending any wait for the replies so that
+// it does not count against a hop.
+func (p *pendingConn) Close() error {
+	p.cancel()
+	return p.Conn.Close()
 }
 
 // confirm reads the pending replies once; on failure the conn is closed.

@@ -180,3 +180,36 @@ func echoHello(t *testing.T, conn net.Conn) {
 		t.Fatalf("echo = %q, %v", buf, err)
 	}
 }
+
+// Closing a conn whose replies are still awaited is our doing: the read
+// ends as a cancellation and no hop is counted dead for it.
+func TestClosingPendingConnBlamesNoHop(t *testing.T) {
+	silent := fakeServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	health := &Health{}
+	hops := pipelinedPair(silent)
+	c := &Chain{Hops: hops, Health: health}
+	conn, err := c.DialContext(Optimistic(context.Background()), "tcp", "dest.example:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the read is waiting for hop 1's replies
+	conn.Close()
+	select {
+	case err := <-read:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("read error = %v, want a cancellation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read did not end when the conn was closed")
+	}
+	for i, h := range hops {
+		if !health.Alive(h) {
+			t.Errorf("hop %d counted dead for a close of ours", i+1)
+		}
+	}
+}

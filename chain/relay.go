@@ -73,7 +73,7 @@ type relay struct {
 	ctx      context.Context
 	a, b     io.ReadWriteCloser
 	act      *activity
-	parkable bool // the relay owns a and b: only closeBoth closes them
+	parkable bool // the relay owns a and b: nothing closes them while a direction may be parked
 	stop     func() bool
 	done     func(aToB, bToA int64, err error)
 	left     atomic.Int32 // directions still running
@@ -221,24 +221,28 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 			return
 		}
 		// The splice returns at least every window, so activity is seen
-		// by the other direction's idle check while data flows.
+		// by the other direction's idle check while data flows; windows
+		// follow one another until one passes with nothing to copy.
 		window := spliceIdle
 		if act != nil {
 			window = min(window, act.idle/2)
 		}
-		src.SetReadDeadline(time.Now().Add(window))
-		n, err := io.Copy(dst, src)
-		total += n
-		if n > 0 {
+		for {
+			src.SetReadDeadline(time.Now().Add(window))
+			n, err := io.Copy(dst, src)
+			total += n
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				src.SetReadDeadline(time.Time{})
+				r.end(dir, dst, total, err)
+				return
+			}
+			if n == 0 {
+				break
+			}
 			act.touch()
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			src.SetReadDeadline(time.Time{})
-			r.end(dir, dst, total, err)
-			return
-		}
-		// Nothing for a while: wait without a goroutine if the relay has
-		// no idle timeout to keep, else on a fresh, small one.
+		// A whole window with nothing: wait without a goroutine if the
+		// relay has no idle timeout to keep, else on a fresh one.
 		if act == nil && r.parkable && r.park(dir, dst, src, total) {
 			return
 		}

@@ -105,7 +105,8 @@ func (s *Server) CloseIdle() {
 }
 
 // ServeConn serves the requests of one client connection and closes it,
-// unless a CONNECT hands it to a tunnel goroutine, which closes it then.
+// unless a CONNECT hands it to a relay (chain.StartRelay), which closes it
+// when the tunnel ends.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	c := &clientConn{
 		srv:  s,
@@ -287,7 +288,7 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		defer release()
 		conn.Close()
 		target.Close()
-		if hop, ok := errors.AsType[*chain.HopError](err); ok {
+		if hop, ok := errors.AsType[*chain.HopError](err); ok && !errors.Is(err, context.Canceled) {
 			warnChainFailed(log, hop, err) // an early reply's chain failed after all
 		}
 		log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)

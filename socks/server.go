@@ -58,7 +58,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // ServeConn runs one client connection: the handshake and the dial here,
-// then the relay on a goroutine of its own, which closes both conns.
+// then hands both conns to a relay (chain.StartRelay), which closes them
+// when it ends.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	handedOff := false
 	var target net.Conn
@@ -129,11 +130,18 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		defer release()
 		conn.Close()
 		target.Close()
-		if _, ok := errors.AsType[*chain.HopError](err); ok {
+		if chainFailedLate(err) {
 			logDialError(log, err, replyCode(err), dest) // an early reply's chain failed after all
 		}
 		log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
 	})
+}
+
+// chainFailedLate says whether a relay ended because the chain behind an
+// early reply failed, rather than because we closed it first.
+func chainFailedLate(err error) bool {
+	_, ok := errors.AsType[*chain.HopError](err)
+	return ok && !errors.Is(err, context.Canceled)
 }
 
 // logDialError writes the one line per failed connection. Chain errors
