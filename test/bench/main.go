@@ -375,7 +375,9 @@ func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
 		}
 
 	}
-	time.Sleep(time.Second)
+	// Idle: a relay direction parks after a whole second with nothing to
+	// copy, following the one that carried the echo.
+	time.Sleep(3 * time.Second)
 	return float64(rssKiB(pid)-before) / float64(n), nil
 }
 
