@@ -222,9 +222,19 @@ func TestFailClosed(t *testing.T) {
 			if got := httpGetStatus(t, httpFront, "http://"+tt.host+":"+dest.port+"/"); got != tt.wantHTTP {
 				t.Errorf("HTTP front end, pipelined: status %d, want %d", got, tt.wantHTTP)
 			}
+			// An early reply answers once the handshakes are sent: only a
+			// first hop that cannot be reached is still reported as such.
+			wantEarly, wantEarlyHTTP := byte(0), 200
+			if tt.name == "first hop down" {
+				wantEarly, wantEarlyHTTP = tt.want, tt.wantHTTP
+			}
 			early := testnet.Serve(t, &socks.Server{Dialer: pipelined, EarlyReply: true})
-			if got, closed := connectEarly(t, early, tt.host, port); got != tt.want && (got != 0 || !closed) {
-				t.Errorf("early reply: reply 0x%02x, closed %v; want 0x%02x, or success and then a close", got, closed, tt.want)
+			if got, closed := connectEarly(t, early, tt.host, port); got != wantEarly || closed != (got == 0) {
+				t.Errorf("early reply: reply 0x%02x, closed %v; want 0x%02x (and a close after a success)", got, closed, wantEarly)
+			}
+			earlyHTTP := testnet.Serve(t, &httpproxy.Server{Dialer: pipelined, EarlyReply: true})
+			if got, closed := connectHTTPEarly(t, earlyHTTP, tt.host+":"+dest.port); got != wantEarlyHTTP || closed != (got == 200) {
+				t.Errorf("HTTP CONNECT, early reply: status %d, closed %v; want %d (and a close after a 200)", got, closed, wantEarlyHTTP)
 			}
 			if n := dest.accepted.Load() - before; n != 0 {
 				t.Fatalf("the destination accepted %d connection(s): something went around the chain", n)
@@ -248,8 +258,11 @@ func TestFailClosed(t *testing.T) {
 	if got, closed := connectEarly(t, testnet.Serve(t, &socks.Server{Dialer: pipelined, EarlyReply: true}), destName, port); got != 0 || closed {
 		t.Fatalf("control case, early reply: reply 0x%02x, closed %v", got, closed)
 	}
-	if n := dest.accepted.Load(); n != 3 {
-		t.Fatalf("control case: the destination accepted %d connections, want 3", n)
+	if got, closed := connectHTTPEarly(t, testnet.Serve(t, &httpproxy.Server{Dialer: pipelined, EarlyReply: true}), destName+":"+dest.port); got != 200 || closed {
+		t.Fatalf("control case, HTTP CONNECT with early reply: status %d, closed %v", got, closed)
+	}
+	if n := dest.accepted.Load(); n != 4 {
+		t.Fatalf("control case: the destination accepted %d connections, want 4", n)
 	}
 }
 
@@ -270,6 +283,32 @@ func httpGetStatus(t *testing.T, front, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// connectHTTPEarly is connectEarly for an HTTP proxy's CONNECT: the
+// status, and after a 200, whether the tunnel then closed with no byte
+// from the destination.
+func connectHTTPEarly(t *testing.T, front, hostPort string) (int, bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "CONNECT "+hostPort+" HTTP/1.1\r\nHost: "+hostPort+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatalf("reading the CONNECT answer: %v", err)
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		return resp.StatusCode, false
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	n, err := br.Read(make([]byte, 1))
+	return 200, n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // connectEarly is connect for a front end that may answer early: it
