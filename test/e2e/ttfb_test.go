@@ -74,6 +74,19 @@ chains:
 		waitListening(t, client, "127.0.0.1:"+port, front)
 	}
 
+	// A peer in the same network, for comparison only (VC_PEER_GLIDER=path
+	// to a glider binary built beside ours; nothing of it is committed).
+	glider := os.Getenv("VC_PEER_GLIDER")
+	if glider != "" {
+		for _, h := range []*host{hop1, hop2} {
+			p := startIn(t, h, nil, glider, "-listen", "socks5://"+h.ip+":1090")
+			waitListening(t, h, h.ip+":1090", p)
+		}
+		p := startIn(t, client, nil, glider, "-listen", "mixed://127.0.0.1:1095",
+			"-forward", "socks5://"+hop1.ip+":1090,socks5://"+hop2.ip+":1090")
+		waitListening(t, client, "127.0.0.1:1095", p)
+	}
+
 	url := "http://" + dest.ip + "/"
 	// Expected counts, plus 10% for the timers' slack; lock-step also has
 	// a floor, so that a delay line that delays nothing fails the test.
@@ -85,16 +98,20 @@ chains:
 	httpProxy := func(base int) func(int) []string {
 		return func(run int) []string { return []string{"--proxy", "http://127.0.0.1:" + strconv.Itoa(base+run)} }
 	}
-	cases := []struct {
+	type ttfbCase struct {
 		name     string
 		proxy    func(run int) []string // curl's proxy options
 		min, max float64
-	}{
+	}
+	cases := []ttfbCase{
 		{"SOCKS5, lock-step", socks("1080"), 22, 27},
 		{"HTTP proxy, lock-step", httpProxy(8110), 22, 27},
 		{"SOCKS5, pipelined", socks("1081"), 14, 18},
 		{"HTTP proxy, pipelined", httpProxy(8120), 11, 14},
 		{"SOCKS5, pipelined, early reply", socks("1082"), 11, 14},
+	}
+	if glider != "" {
+		cases = append(cases, ttfbCase{"glider (peer), SOCKS5", socks("1095"), 0, 100}) // reported, not judged
 	}
 	t.Logf("one-way delay per link %v; floor 12 delays (%v)", oneWay, 12*oneWay)
 	for _, c := range cases {
