@@ -61,36 +61,50 @@ func FuzzSOCKS5Reply(f *testing.F) {
 	f.Add([]byte("\x05\x02\x01\x00\x05\x00\x00\x03\x04bind\x00\x01"), true)
 	f.Add([]byte{5, 0xFF}, false)
 	f.Add([]byte{5, 0, 5, 5, 0, 1}, false)
-	f.Fuzz(func(t *testing.T, answer []byte, auth bool) {
-		h := &SOCKS5{Address: "h:1"}
-		if auth {
-			h.User, h.Password = "u", "p"
-		}
-		conn := &scriptConn{r: bytes.NewReader(answer)}
-		out, err := h.Connect(context.Background(), conn, "dest.example:443")
-		if err != nil {
-			return
-		}
-		// Work out independently how long the success must have been.
-		want := 2
-		if auth {
-			want += 2
-		}
-		if len(answer) < want+4 || answer[want+1] != 0 {
-			t.Fatalf("accepted %x without a success reply", answer)
-		}
-		switch answer[want+3] {
-		case 1:
-			want += 4 + 4 + 2
-		case 4:
-			want += 4 + 16 + 2
-		case 3:
-			want += 4 + 1 + int(answer[want+4]) + 2
-		default:
-			t.Fatalf("accepted %x with a bad address type", answer)
-		}
-		if used := len(answer) - conn.r.Len(); out != conn || used != want {
-			t.Fatalf("accepted %x after reading %d bytes, want exactly %d", answer, used, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, answer []byte, auth bool) { checkSOCKS5Reply(t, answer, auth, false) })
+}
+
+// FuzzSOCKS5PipelinedReply is FuzzSOCKS5Reply for a pipelined hop, whose
+// replies are read after everything was sent.
+func FuzzSOCKS5PipelinedReply(f *testing.F) {
+	f.Add([]byte{5, 0, 5, 0, 0, 1, 1, 2, 3, 4, 0, 80, 'x'}, false)
+	f.Add([]byte("\x05\x02\x01\x00\x05\x00\x00\x03\x04bind\x00\x01"), true)
+	f.Add([]byte("\x05\x02\x01\x01"), true)
+	f.Add([]byte{5, 0, 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80}, false)
+	f.Fuzz(func(t *testing.T, answer []byte, auth bool) { checkSOCKS5Reply(t, answer, auth, true) })
+}
+
+// checkSOCKS5Reply runs a hop's handshake against answer and checks that
+// a success was really one, and consumed exactly the replies.
+func checkSOCKS5Reply(t *testing.T, answer []byte, auth, pipeline bool) {
+	h := &SOCKS5{Address: "h:1", Pipeline: pipeline}
+	if auth {
+		h.User, h.Password = "u", "p"
+	}
+	conn := &scriptConn{r: bytes.NewReader(answer)}
+	out, err := h.Connect(context.Background(), conn, "dest.example:443")
+	if err != nil {
+		return
+	}
+	// Work out independently how long the success must have been.
+	want := 2
+	if auth {
+		want += 2
+	}
+	if len(answer) < want+4 || answer[want+1] != 0 {
+		t.Fatalf("accepted %x without a success reply", answer)
+	}
+	switch answer[want+3] {
+	case 1:
+		want += 4 + 4 + 2
+	case 4:
+		want += 4 + 16 + 2
+	case 3:
+		want += 4 + 1 + int(answer[want+4]) + 2
+	default:
+		t.Fatalf("accepted %x with a bad address type", answer)
+	}
+	if used := len(answer) - conn.r.Len(); out != conn || used != want {
+		t.Fatalf("accepted %x after reading %d bytes, want exactly %d", answer, used, want)
+	}
 }
