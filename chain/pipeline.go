@@ -53,7 +53,7 @@ type optimisticKey struct{}
 //
 // The cost: such a dial cannot fail over to other hops, and an error
 // arrives only when the caller reads. The HTTP front end uses it for plain
-// requests (its client still gets 502/504); the SOCKS front end only when
+// requests (its client still gets 502/504); SOCKS and CONNECT only when
 // told to answer early.
 func Optimistic(ctx context.Context) context.Context {
 	return context.WithValue(ctx, optimisticKey{}, true)
