@@ -26,7 +26,8 @@ type Hop interface {
 // (socks5h is the same: names always go to the hop), socks4a://[userid@]…,
 // socks4://[userid@]… (IPv4 destinations only), http://[user:pass@]…
 // (CONNECT), https://[user:pass@]…[?ca=FILE&insecure=1&sni=NAME] (CONNECT
-// over TLS). Every scheme takes ?timeout=5s, this hop's handshake timeout.
+// over TLS). Every scheme takes ?timeout=5s, this hop's handshake timeout;
+// socks5 and http take ?pipeline=1 (see SOCKS5.Pipeline).
 // Schemes form a closed set here on purpose: no registry, no fallbacks.
 //
 // The user part is split off by hand, at the last '@', before url.Parse
@@ -92,25 +93,25 @@ func ParseHop(raw string) (Hop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hop URL %q: %w", shown, err)
 	}
+	var pipeline bool
+	switch opts.Get("pipeline") {
+	case "", "0":
+	case "1":
+		pipeline = true
+	default:
+		return nil, fmt.Errorf("hop URL %q: pipeline=%q: want 1 or 0", shown, opts.Get("pipeline"))
+	}
 	var h Hop
 	switch scheme {
 	case "socks5", "socks5h":
-		s5 := &SOCKS5{Address: addr, User: user, Password: pass}
-		switch opts.Get("pipeline") {
-		case "", "0":
-		case "1":
-			s5.Pipeline = true
-		default:
-			return nil, fmt.Errorf("hop URL %q: pipeline=%q: want 1 or 0", shown, opts.Get("pipeline"))
-		}
-		h = s5
+		h = &SOCKS5{Address: addr, User: user, Password: pass, Pipeline: pipeline}
 	case "socks4", "socks4a":
 		if pass != "" {
 			return nil, fmt.Errorf("hop URL %q: SOCKS4 has a user ID but no password", shown)
 		}
 		h = &SOCKS4{Address: addr, UserID: user, A: scheme == "socks4a"}
 	case "http", "https":
-		hc := &HTTPConnect{Address: addr, User: user, Password: pass}
+		hc := &HTTPConnect{Address: addr, User: user, Password: pass, Pipeline: pipeline}
 		if scheme == "https" {
 			if hc.TLS, err = tlsConfig(u.Hostname(), opts); err != nil {
 				return nil, fmt.Errorf("hop URL %q: %w", shown, err)
@@ -121,10 +122,10 @@ func ParseHop(raw string) (Hop, error) {
 	for key := range opts {
 		switch {
 		case key == "timeout":
-		case (scheme == "socks5" || scheme == "socks5h") && key == "pipeline":
+		case (scheme == "socks5" || scheme == "socks5h" || scheme == "http") && key == "pipeline":
 		case scheme == "https" && (key == "ca" || key == "insecure" || key == "sni"):
 		default:
-			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 also pipeline; for https also ca, insecure, sni)", shown, key)
+			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for https also ca, insecure, sni)", shown, key)
 		}
 	}
 	if t := opts.Get("timeout"); t != "" {

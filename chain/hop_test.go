@@ -35,6 +35,9 @@ func TestParseHop(t *testing.T) {
 		{url: "socks5://h:1?timeout=soon", wantErr: "not a positive duration"},
 		{url: "socks4://u:pw@h:1", wantErr: "no password"},
 		{url: "https://h?insecure=maybe", wantErr: "want 1 or 0"},
+		{url: "https://h?pipeline=1", wantErr: `unknown option "pipeline"`}, // TLS to the hop takes round trips anyway
+		{url: "socks4a://h?pipeline=1", wantErr: `unknown option "pipeline"`},
+		{url: "http://h?pipeline=yes", wantErr: "want 1 or 0"},
 		{url: "https://h?ca=/nonexistent/ca.pem", wantErr: "ca:"},
 		{url: "socks5://:pw@h:1", wantErr: "user name must be", noSecret: "pw"},
 		{url: "socks5://u:hunter2@h:99999", wantErr: "bad port", noSecret: "hunter2"},
@@ -88,6 +91,8 @@ func TestParseHopSchemes(t *testing.T) {
 		{"https://u:p@proxy.example?sni=front.example", "https proxy.example:443 u:p tls=true sni=front.example insecure=false"},
 		{"https://127.0.0.1:8443?insecure=1", "https 127.0.0.1:8443 : tls=true sni=127.0.0.1 insecure=true"},
 		{"socks5://h:1?timeout=250ms", "socks5 h:1 timeout=250ms"},
+		{"socks5://h:1?pipeline=1", "socks5 h:1 pipeline"},
+		{"http://h?pipeline=1&timeout=1s", "http h:8080 : tls=false pipeline timeout=1s"},
 		{"socks4a://h?timeout=3s", "socks4a h:1080  timeout=3s"},
 		{"https://proxy.example?ca=/etc/ssl/a@b.pem&insecure=1", ""}, // '@' in the query: not a user part
 	}
@@ -114,7 +119,7 @@ func summary(h Hop) string {
 	case *timedHop:
 		return summary(h.Hop) + " timeout=" + h.HandshakeTimeout().String()
 	case *SOCKS5:
-		return "socks5 " + h.Addr()
+		return "socks5 " + h.Addr() + map[bool]string{true: " pipeline"}[h.Pipeline]
 	case *SOCKS4:
 		kind := "socks4"
 		if h.A {
@@ -123,7 +128,7 @@ func summary(h Hop) string {
 		return kind + " " + h.Addr() + " " + h.UserID
 	case *HTTPConnect:
 		if h.TLS == nil {
-			return "http " + h.Addr() + " " + h.User + ":" + h.Password + " tls=false"
+			return "http " + h.Addr() + " " + h.User + ":" + h.Password + " tls=false" + map[bool]string{true: " pipeline"}[h.Pipeline]
 		}
 		return "https " + h.Addr() + " " + h.User + ":" + h.Password + " tls=true sni=" + h.TLS.ServerName +
 			" insecure=" + map[bool]string{true: "true", false: "false"}[h.TLS.InsecureSkipVerify]

@@ -2,13 +2,16 @@ package chain
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 )
 
 // HTTPConnect is an HTTP proxy hop that tunnels with CONNECT (RFC 9110
@@ -19,6 +22,11 @@ type HTTPConnect struct {
 	User     string
 	Password string
 	TLS      *tls.Config
+	// Pipeline lets the next hop's handshake, or the client's first bytes,
+	// follow the CONNECT request before the answer (?pipeline=1, plain
+	// http:// only): the proxy must read just the request head and relay
+	// the rest once connected.
+	Pipeline bool
 }
 
 // Addr returns the proxy's host:port.
@@ -35,40 +43,32 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 		}
 		c = tc
 	}
-	req := "CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n"
-	if h.User != "" {
-		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Password)) + "\r\n"
-	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+	if _, err := io.WriteString(c, h.request(addr)); err != nil {
 		return nil, err
+	}
+	if h.pipelines() {
+		// Read the answer exactly, as when it is read after a batch.
+		if err := h.readReplies(c); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	// A hostile hop could send an endless head: 64 KiB is plenty.
 	limited := &io.LimitedReader{R: c, N: maxResponseHead}
 	br := bufio.NewReaderSize(limited, 4096)
-	var resp *http.Response
 	for {
-		var err error
-		resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 		if err != nil {
 			return nil, fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
 		}
 		// Interim 1xx answers come before the final one (RFC 9110 section 15.2).
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
+		if resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
 		}
-	}
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-	case code == http.StatusProxyAuthRequired:
-		return nil, fmt.Errorf("%w: %s", ErrHopAuth, resp.Status)
-	case code == http.StatusForbidden || code == http.StatusMethodNotAllowed:
-		return nil, fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x02})
-	case code == http.StatusGatewayTimeout:
-		return nil, fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x06})
-	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusNotFound:
-		return nil, fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x04})
-	default:
-		return nil, fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x01})
+		if err := connectStatus(resp); err != nil {
+			return nil, err
+		}
+		break
 	}
 	// Bytes that came with the response belong to the tunnel (a server
 	// that speaks first). Only then is the conn wrapped, losing splice.
@@ -77,6 +77,135 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 		return &prefixConn{Conn: c, prefix: append([]byte(nil), early...)}, nil
 	}
 	return c, nil
+}
+
+// request is the CONNECT request head for addr.
+func (h *HTTPConnect) request(addr string) string {
+	req := "CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n"
+	if h.User != "" {
+		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Password)) + "\r\n"
+	}
+	return req + "\r\n"
+}
+
+// connectStatus maps a final CONNECT answer to the chain's errors.
+func connectStatus(resp *http.Response) error {
+	switch code := resp.StatusCode; {
+	case code >= 200 && code < 300:
+		return nil
+	case code == http.StatusProxyAuthRequired:
+		return fmt.Errorf("%w: %s", ErrHopAuth, resp.Status)
+	case code == http.StatusForbidden || code == http.StatusMethodNotAllowed:
+		return fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x02})
+	case code == http.StatusGatewayTimeout:
+		return fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x06})
+	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusNotFound:
+		return fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x04})
+	default:
+		return fmt.Errorf("CONNECT answered %s: %w", resp.Status, &ReplyError{Code: 0x01})
+	}
+}
+
+func (h *HTTPConnect) pipelines() bool { return h.Pipeline && h.TLS == nil }
+
+func (h *HTTPConnect) handshakeBytes(addr string) ([]byte, error) {
+	return []byte(h.request(addr)), nil
+}
+
+// readReplies reads the answers to a CONNECT, 1xx ones included, head by
+// head and not a byte further: what follows belongs to the next hop.
+func (h *HTTPConnect) readReplies(conn net.Conn) error {
+	budget := maxResponseHead
+	for {
+		head, err := readHead(conn, budget)
+		if err != nil {
+			return fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
+		}
+		budget -= len(head)
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			return fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
+		}
+		if resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		return connectStatus(resp)
+	}
+}
+
+// readHead reads one response head, through its empty line, and nothing
+// after it, in at most limit bytes. It peeks when conn is a socket, so
+// that a head costs a read or two, and reads a byte at a time otherwise.
+func readHead(conn net.Conn, limit int) ([]byte, error) {
+	var head []byte
+	rc, err := rawConn(conn)
+	for {
+		if !bytes.HasSuffix(head, []byte("\r\n\r\n")) && len(head) >= limit {
+			return nil, errors.New("response head too long")
+		}
+		want := 1
+		if rc != nil && err == nil {
+			// How much of what is queued belongs to this head.
+			var peeked []byte
+			if peeked, err = peek(rc, min(4096, limit-len(head))); err != nil {
+				return nil, err
+			}
+			want = len(peeked)
+			if i := headEnd(head, peeked); i >= 0 {
+				want = i
+			}
+		}
+		b := make([]byte, want)
+		if _, err := io.ReadFull(conn, b); err != nil {
+			return nil, err
+		}
+		head = append(head, b...)
+		if bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+			return head, nil
+		}
+	}
+}
+
+// headEnd is how many bytes of next complete the head that head starts,
+// or -1.
+func headEnd(head, next []byte) int {
+	// The end may straddle head and next: look from up to 3 bytes back.
+	back := min(3, len(head))
+	joined := append(append([]byte(nil), head[len(head)-back:]...), next...)
+	if i := bytes.Index(joined, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4 - back
+	}
+	return -1
+}
+
+// rawConn is conn's socket, when it has one to peek at.
+func rawConn(conn net.Conn) (syscall.RawConn, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a socket")
+	}
+	return sc.SyscallConn()
+}
+
+// peek waits for bytes on rc and returns up to n of them, leaving them
+// queued.
+func peek(rc syscall.RawConn, n int) ([]byte, error) {
+	buf := make([]byte, n)
+	var got int
+	var opErr error
+	err := rc.Read(func(fd uintptr) bool {
+		got, _, opErr = syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return opErr != syscall.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case opErr != nil:
+		return nil, opErr
+	case got == 0:
+		return nil, io.ErrUnexpectedEOF
+	}
+	return buf[:got], nil
 }
 
 const maxResponseHead = 64 << 10

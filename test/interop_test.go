@@ -272,8 +272,9 @@ func TestHopTypes(t *testing.T) {
 
 	// Every handshake of the chain and the request itself in one write:
 	// each server must take what follows its handshake as stream data.
-	t.Run("pipelined chain dante, serve, ssh -D, optimistic", func(t *testing.T) {
-		hops := []string{"socks5://" + startDante(t) + "?pipeline=1", "socks5://u:p@" + serveAuth + "?pipeline=1",
+	t.Run("pipelined chain dante, serve http, serve, tinyproxy, ssh -D, optimistic", func(t *testing.T) {
+		hops := []string{"socks5://" + startDante(t) + "?pipeline=1", "http://" + serve + "?pipeline=1",
+			"socks5://u:p@" + serveAuth + "?pipeline=1", "http://" + startTinyproxy(t) + "?pipeline=1",
 			"socks5://" + startSSHDynamic(t) + "?pipeline=1"}
 		before := len(dest.seenPeers())
 		body, err := getThroughCtx(t, chain.Optimistic(context.Background()), byName, hops...)
