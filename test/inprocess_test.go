@@ -133,11 +133,7 @@ func connect(t *testing.T, front, host string, port uint16) byte {
 // replies; it returns the conn, past the reply, and the reply code.
 func openSOCKS(t *testing.T, front, host string, port uint16) (net.Conn, byte) {
 	t.Helper()
-	c, err := net.Dial("tcp", front)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialFront(t, front)
 	req := append([]byte{5, 1, 0, 5, 1, 0, 3, byte(len(host))}, host...)
 	req = binary.BigEndian.AppendUint16(req, port)
 	if _, err := c.Write(req); err != nil {
@@ -266,16 +262,23 @@ func TestFailClosed(t *testing.T) {
 	}
 }
 
-// httpGetStatus sends one plain GET for url through an HTTP proxy and
-// returns the status it answers.
-func httpGetStatus(t *testing.T, front, url string) int {
+// dialFront connects to a front end, with 10 s for the whole exchange.
+func dialFront(t *testing.T, front string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", front)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// httpGetStatus sends one plain GET for url through an HTTP proxy and
+// returns the status it answers.
+func httpGetStatus(t *testing.T, front, url string) int {
+	t.Helper()
+	c := dialFront(t, front)
+	defer c.Close()
 	io.WriteString(c, "GET "+url+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -290,12 +293,8 @@ func httpGetStatus(t *testing.T, front, url string) int {
 // from the destination.
 func connectHTTPEarly(t *testing.T, front, hostPort string) (int, bool) {
 	t.Helper()
-	c, err := net.Dial("tcp", front)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialFront(t, front)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, "CONNECT "+hostPort+" HTTP/1.1\r\nHost: "+hostPort+"\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
