@@ -59,6 +59,7 @@ listeners:
   - {name: lk, socks: 127.0.0.1:1080, http: 127.0.0.1:8110, chain: lockstep}
   - {name: pp, socks: 127.0.0.1:1081, http: 127.0.0.1:8120, chain: pipelined}
   - {name: er, socks: 127.0.0.1:1082, http: "", chain: pipelined, early_reply: true}
+  - {name: eh, socks: 127.0.0.1:1083, http: "", chain: http-exit, early_reply: true}
   - {name: lk1, socks: "", http: 127.0.0.1:8111, chain: lockstep}
   - {name: lk2, socks: "", http: 127.0.0.1:8112, chain: lockstep}
   - {name: pp1, socks: "", http: 127.0.0.1:8121, chain: pipelined}
@@ -66,11 +67,12 @@ listeners:
 chains:
   lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080]}
   pipelined: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"]}
+  http-exit: {hops: ["socks5://%[1]s:1080?pipeline=1", "http://%[2]s:1080?pipeline=1"]}
 `, hop1.ip, hop2.ip)
 	cfgFile := filepath.Join(dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	front := startIn(t, client, nil, bin, "run", "-c", cfgFile)
-	for _, port := range []string{"1080", "1081", "1082", "8110", "8111", "8112", "8120", "8121", "8122"} {
+	for _, port := range []string{"1080", "1081", "1082", "1083", "8110", "8111", "8112", "8120", "8121", "8122"} {
 		waitListening(t, client, "127.0.0.1:"+port, front)
 	}
 
@@ -109,6 +111,7 @@ chains:
 		{"SOCKS5, pipelined", socks("1081"), 14, 18},
 		{"HTTP proxy, pipelined", httpProxy(8120), 11, 14},
 		{"SOCKS5, pipelined, early reply", socks("1082"), 11, 14},
+		{"same, exit is HTTP CONNECT", socks("1083"), 11, 14},
 	}
 	if glider != "" {
 		cases = append(cases, ttfbCase{"glider (peer), SOCKS5", socks("1095"), 0, 100}) // reported, not judged
