@@ -59,7 +59,8 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 	for {
 		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 		if err != nil {
-			return nil, fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
+			// %w twice: a read that timed out must still read as a timeout.
+			return nil, fmt.Errorf("%w: reading CONNECT response: %w", ErrProtocol, err)
 		}
 		// Interim 1xx answers come before the final one (RFC 9110 section 15.2).
 		if resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -79,11 +80,17 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 	return c, nil
 }
 
-// request is the CONNECT request head for addr.
+// request is the CONNECT request head for addr. A pipelined one asks the
+// proxy to close after a refusal, rather than read what we queued behind
+// the request (the next hop's handshake, or the client's first bytes) as
+// a request of its own.
 func (h *HTTPConnect) request(addr string) string {
 	req := "CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n"
 	if h.User != "" {
 		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Password)) + "\r\n"
+	}
+	if h.pipelines() {
+		req += "Connection: close\r\n"
 	}
 	return req + "\r\n"
 }
@@ -116,10 +123,11 @@ func (h *HTTPConnect) handshakeBytes(addr string) ([]byte, error) {
 // head and not a byte further: what follows belongs to the next hop.
 func (h *HTTPConnect) readReplies(conn net.Conn) error {
 	budget := maxResponseHead
+	peekBuf := make([]byte, 4096)
 	for {
-		head, err := readHead(conn, budget)
+		head, err := readHead(conn, budget, peekBuf)
 		if err != nil {
-			return fmt.Errorf("%w: reading CONNECT response: %v", ErrProtocol, err)
+			return fmt.Errorf("reading CONNECT response: %w", err)
 		}
 		budget -= len(head)
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: http.MethodConnect})
@@ -134,20 +142,21 @@ func (h *HTTPConnect) readReplies(conn net.Conn) error {
 }
 
 // readHead reads one response head, through its empty line, and nothing
-// after it, in at most limit bytes. It peeks when conn is a socket, so
-// that a head costs a read or two, and reads a byte at a time otherwise.
-func readHead(conn net.Conn, limit int) ([]byte, error) {
+// after it, in at most limit bytes. It peeks (into buf) when conn is a
+// socket, so that a head costs a read or two, and reads a byte at a time
+// otherwise. Lines may end in CRLF or, as net/http allows, a bare LF.
+func readHead(conn net.Conn, limit int, buf []byte) ([]byte, error) {
 	var head []byte
 	rc, err := rawConn(conn)
 	for {
-		if !bytes.HasSuffix(head, []byte("\r\n\r\n")) && len(head) >= limit {
-			return nil, errors.New("response head too long")
+		if len(head) >= limit {
+			return nil, fmt.Errorf("%w: response head over %d bytes", ErrProtocol, maxResponseHead)
 		}
 		want := 1
 		if rc != nil && err == nil {
 			// How much of what is queued belongs to this head.
 			var peeked []byte
-			if peeked, err = peek(rc, min(4096, limit-len(head))); err != nil {
+			if peeked, err = peek(rc, buf[:min(len(buf), limit-len(head))]); err != nil {
 				return nil, err
 			}
 			want = len(peeked)
@@ -160,22 +169,30 @@ func readHead(conn net.Conn, limit int) ([]byte, error) {
 			return nil, err
 		}
 		head = append(head, b...)
-		if bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		// Nothing past an end is ever read, so an end is at the end.
+		if bytes.HasSuffix(head, []byte("\n\n")) || bytes.HasSuffix(head, []byte("\n\r\n")) {
 			return head, nil
 		}
 	}
 }
 
 // headEnd is how many bytes of next complete the head that head starts,
-// or -1.
+// or -1. The head ends at its first empty line, CRLF or bare LF.
 func headEnd(head, next []byte) int {
-	// The end may straddle head and next: look from up to 3 bytes back.
-	back := min(3, len(head))
+	// The end may straddle head and next: look from up to 2 bytes back.
+	back := min(2, len(head))
 	joined := append(append([]byte(nil), head[len(head)-back:]...), next...)
-	if i := bytes.Index(joined, []byte("\r\n\r\n")); i >= 0 {
-		return i + 4 - back
+	end := -1
+	if i := bytes.Index(joined, []byte("\n\n")); i >= 0 {
+		end = i + 2
 	}
-	return -1
+	if i := bytes.Index(joined, []byte("\n\r\n")); i >= 0 && (end < 0 || i+3 < end) {
+		end = i + 3
+	}
+	if end < 0 {
+		return -1
+	}
+	return end - back
 }
 
 // rawConn is conn's socket, when it has one to peek at.
@@ -187,10 +204,9 @@ func rawConn(conn net.Conn) (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// peek waits for bytes on rc and returns up to n of them, leaving them
-// queued.
-func peek(rc syscall.RawConn, n int) ([]byte, error) {
-	buf := make([]byte, n)
+// peek waits for bytes on rc and returns up to len(buf) of them, in buf,
+// leaving them queued.
+func peek(rc syscall.RawConn, buf []byte) ([]byte, error) {
 	var got int
 	var opErr error
 	err := rc.Read(func(fd uintptr) bool {

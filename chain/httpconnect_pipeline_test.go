@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ func TestHeadEnd(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\n\r", "\nrest", 1},
 		{"HTTP/1.1 200 OK\r", "\n\r\n", 3},
 		{"x", "", -1},
+		{"", "HTTP/1.0 200 OK\nX: y\n\nrest", 22}, // bare LF, as net/http takes it
+		{"HTTP/1.0 200 OK\n", "\nrest", 1},
+		{"HTTP/1.0 200 OK\r\nX: y\n", "\r\nrest", 2},
+		{"", "HTTP/1.1 200 OK\r\nX: a\n\r\n", 24},
 	}
 	for _, tt := range tests {
 		if got := headEnd([]byte(tt.head), []byte(tt.next)); got != tt.want {
@@ -41,6 +46,7 @@ func TestHTTPConnectReadsRepliesExactly(t *testing.T) {
 	}{
 		{"200", "HTTP/1.1 200 Connection established\r\n\r\n", nil},
 		{"1xx first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: b\r\n\r\n", nil},
+		{"bare LF", "HTTP/1.0 200 OK\nX-A: b\n\n", nil},
 		{"407", "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n", func(err error) bool { return errors.Is(err, ErrHopAuth) }},
 		{"502", "HTTP/1.1 502 Bad Gateway\r\n\r\n", func(err error) bool {
 			re, ok := errors.AsType[*ReplyError](err)
@@ -90,6 +96,9 @@ func TestPipelinedRunThroughHTTPHop(t *testing.T) {
 	h1 := &HTTPConnect{Address: "", User: "u", Password: "p", Pipeline: true}
 	exit := &SOCKS5{Address: "exit.example:1080", Pipeline: true}
 	c1 := h1.request("exit.example:1080")
+	if !strings.Contains(c1, "\r\nConnection: close\r\n") {
+		t.Errorf("pipelined CONNECT %q does not ask the proxy to close after a refusal", c1)
+	}
 	c2, _ := exit.handshakeBytes("dest.example:80")
 	answer := "HTTP/1.1 200 Connection established\r\n\r\n" + string(okReply)
 	h1.Address = strictFirstHop(t, append([]byte(c1), c2...), []byte(answer))
@@ -118,8 +127,22 @@ func FuzzHTTPConnectReply(f *testing.F) {
 			return
 		}
 		used := answer[:len(answer)-conn.r.Len()]
-		if !bytes.HasSuffix(used, []byte("\r\n\r\n")) {
+		if !bytes.HasSuffix(used, []byte("\n\n")) && !bytes.HasSuffix(used, []byte("\n\r\n")) {
 			t.Fatalf("accepted %q, reading %q, which does not end a head", answer, used)
 		}
 	})
+}
+
+// A hop that does not answer in time times out as a timeout, not as a
+// protocol error, in both ways of reading the answer.
+func TestHTTPConnectSilentHopTimesOut(t *testing.T) {
+	for _, pipeline := range []bool{true, false} {
+		conn, _ := pair(t)
+		conn.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		h := &HTTPConnect{Address: "h:1", Pipeline: pipeline}
+		_, err := h.Connect(context.Background(), conn, "dest.example:80")
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("pipeline %v: err = %v, want a deadline error", pipeline, err)
+		}
+	}
 }

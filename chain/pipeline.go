@@ -49,7 +49,8 @@ type optimisticKey struct{}
 // checked on the conn's first Read (or by Relay); a refusal surfaces
 // there, as the same *HopError a plain dial would have returned, and the
 // conn is closed. Nothing goes anywhere but down the chain either way: a
-// hop that fails drops what was queued behind its handshake.
+// hop that fails drops what was queued behind its handshake (an HTTP hop
+// is asked to close after a refusal, not to read it as a new request).
 //
 // The cost: such a dial cannot fail over to other hops, and an error
 // arrives only when the caller reads. The HTTP front end uses it for plain
