@@ -1,7 +1,9 @@
 package chain
 
 import (
+	"container/heap"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,28 +19,35 @@ import (
 //
 // The watching goroutine exists only while something is parked. The set
 // is level-triggered and one-shot, so a byte that arrived before the
-// socket was added still wakes it, and each wake-up happens once.
+// socket was added still wakes it, and each wake-up happens once. A
+// direction may also be parked until a deadline (a relay's idle timeout),
+// when it is resumed to see whether the relay as a whole is idle.
 var parking = parkingLot{epfd: -1, wakefd: -1, waiting: map[uint32]*parked{}}
 
 type parkingLot struct {
-	mu      sync.Mutex
-	epfd    int // -1 until first use
-	wakefd  int // an eventfd that wakes the watcher so it can see it has nothing left
-	waiting map[uint32]*parked
-	next    uint32
-	running bool // the watcher goroutine is up
+	mu        sync.Mutex
+	epfd      int // -1 until first use
+	wakefd    int // an eventfd that wakes the watcher: nothing left, or an earlier deadline
+	waiting   map[uint32]*parked
+	deadlines deadlineHeap // the waiting entries that have a deadline, earliest first
+	next      uint32
+	running   bool      // the watcher goroutine is up
+	wakeAt    time.Time // when the watcher's wait ends by itself (zero: never)
 }
 
 type parked struct {
-	fd     int
-	resume func()
+	fd       int
+	deadline time.Time // zero: none
+	resume   func()
+	token    uint32
+	index    int // in deadlines, or -1
 }
 
 // park adds fd to the set and calls resume, once, when fd becomes
-// readable or hangs up, or when unpark is called with the token returned.
-// On error (no epoll here, say) nothing is parked and the caller waits
-// as it would have.
-func (l *parkingLot) park(fd int, resume func()) (token uint32, err error) {
+// readable or hangs up, when deadline (if not zero) passes, or when
+// unpark is called with the token returned. On error (no epoll here, say)
+// nothing is parked and the caller waits as it would have.
+func (l *parkingLot) park(fd int, deadline time.Time, resume func()) (token uint32, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.epfd < 0 {
@@ -56,12 +65,24 @@ func (l *parkingLot) park(fd int, resume func()) (token uint32, err error) {
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return 0, err
 	}
-	l.waiting[token] = &parked{fd: fd, resume: resume}
+	p := &parked{fd: fd, deadline: deadline, resume: resume, token: token, index: -1}
+	l.waiting[token] = p
+	if !deadline.IsZero() {
+		heap.Push(&l.deadlines, p)
+		if l.running && (l.wakeAt.IsZero() || deadline.Before(l.wakeAt)) {
+			l.wake() // it sleeps past this deadline
+		}
+	}
 	if !l.running {
 		l.running = true
 		go l.watch()
 	}
 	return token, nil
+}
+
+// wake makes the watcher's wait return; l.mu is held.
+func (l *parkingLot) wake() {
+	unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 }
 
 // open creates the epoll set and the eventfd in it; l.mu is held.
@@ -92,7 +113,7 @@ func (l *parkingLot) unpark(token uint32) {
 	l.mu.Lock()
 	p := l.take(token)
 	if len(l.waiting) == 0 && l.running {
-		unix.Write(l.wakefd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) // let the watcher see it is done
+		l.wake() // let the watcher see it is done
 	}
 	l.mu.Unlock()
 	if p != nil {
@@ -107,19 +128,30 @@ func (l *parkingLot) take(token uint32) *parked {
 		return nil
 	}
 	delete(l.waiting, token)
+	if p.index >= 0 {
+		heap.Remove(&l.deadlines, p.index)
+	}
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
 	return p
 }
 
-// watch resumes parked directions as their sockets wake, and ends when
-// none is left.
+// watch resumes parked directions as their sockets wake or their
+// deadlines pass, and ends when none is left.
 func (l *parkingLot) watch() {
 	events := make([]unix.EpollEvent, 64)
 	var ready []*parked
+	l.mu.Lock()
 	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
-		if err != nil && err != unix.EINTR {
-			n = 0 // cannot happen with a valid set; unpark still works
+		timeout := -1
+		l.wakeAt = time.Time{}
+		if len(l.deadlines) > 0 {
+			l.wakeAt = l.deadlines[0].deadline
+			timeout = int(max(0, time.Until(l.wakeAt).Milliseconds()+1)) // round up: never early
+		}
+		l.mu.Unlock()
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if err != nil {
+			n = 0 // EINTR; nothing else can happen with a valid set, and unpark still works
 		}
 		l.mu.Lock()
 		for i := range n {
@@ -132,6 +164,10 @@ func (l *parkingLot) watch() {
 			if p := l.take(token); p != nil {
 				ready = append(ready, p)
 			}
+		}
+		now := time.Now()
+		for len(l.deadlines) > 0 && !l.deadlines[0].deadline.After(now) {
+			ready = append(ready, l.take(l.deadlines[0].token))
 		}
 		done := len(l.waiting) == 0
 		if done {
@@ -146,5 +182,30 @@ func (l *parkingLot) watch() {
 		if done {
 			return
 		}
+		l.mu.Lock()
 	}
+}
+
+// deadlineHeap keeps the earliest deadline first (container/heap), and
+// each entry's index, so that one taken early leaves at once.
+type deadlineHeap []*parked
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *deadlineHeap) Push(x any) {
+	p := x.(*parked)
+	p.index = len(*h)
+	*h = append(*h, p)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	p.index = -1
+	return p
 }

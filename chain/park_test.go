@@ -173,3 +173,49 @@ func TestParkedRelayEnds(t *testing.T) {
 		}
 	})
 }
+
+// With an idle timeout, parked directions still end the relay on time,
+// and traffic one way keeps the whole relay alive.
+func TestParkedRelayIdleTimeout(t *testing.T) {
+	shortIdle(t)
+	client, a := pair(t)
+	b, server := pair(t)
+	done := make(chan relayResult, 1)
+	begin := time.Now()
+	StartRelay(context.Background(), a, b, time.Second, func(aToB, bToA int64, err error) {
+		a.Close()
+		b.Close()
+		done <- relayResult{aToB, bToA, err}
+	})
+	for range 15 { // 1.5 s of traffic one way, with pauses longer than a splice window
+		exchangeOneWay(t, client, server)
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("relay ended while busy: %v", r.err)
+	default:
+	}
+	waitParked(t, 2)
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, ErrIdle) {
+			t.Fatalf("err = %v, want ErrIdle", r.err)
+		}
+		if d := time.Since(begin); d > 4*time.Second {
+			t.Fatalf("idle relay ended after %v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("parked idle relay never timed out")
+	}
+	waitParked(t, 0)
+}
+
+func exchangeOneWay(t *testing.T, from, to net.Conn) {
+	t.Helper()
+	from.Write([]byte("x"))
+	to.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(to, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -49,9 +49,9 @@ func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration)
 // and calls done with the result when both directions have ended. It owns
 // a and b until then: end it early by cancelling ctx, never by closing
 // them. Nobody has to wait in the meantime, and a direction with nothing
-// to copy waits with no goroutine at all (see parking), or, under an idle
-// timeout, on a fresh one whose stack has not grown through the splice
-// path: an idle relayed connection costs its sockets and a little heap.
+// to copy waits with no goroutine at all (see parking), until data comes
+// or the idle deadline passes: an idle relayed connection costs its
+// sockets and a little heap.
 func StartRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, done func(aToB, bToA int64, err error)) {
 	startRelay(ctx, a, b, idle, true, done)
 }
@@ -117,7 +117,7 @@ func (r *relay) park(dir int, dst, src *net.TCPConn, total int64) bool {
 	if r.closed || fd < 0 {
 		return false
 	}
-	token, err := parking.park(fd, func() {
+	token, err := parking.park(fd, r.act.deadline(), func() {
 		r.mu.Lock()
 		r.parked[dir] = 0
 		r.mu.Unlock()
@@ -192,12 +192,11 @@ func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
 // keeps a pipe (2 descriptors) per direction for as long as it waits, so
 // an idle relayed connection cost 6 descriptors in each process instead
 // of 2, and a few thousand idle connections ran a process out of them.
-// Here the copy runs under a short read deadline; when it expires, the
-// direction waits for more with no pipe: parked, with no goroutine (see
-// parking), or, under an idle timeout, on a fresh goroutine, since the
-// splice path has grown this one's stack (to 4-8 KiB) and a wait needs
-// far less. A long transfer pays one extra loop and one goroutine start
-// per spliceIdle.
+// Here the copy runs under a short read deadline; when a whole window
+// passes with nothing, the direction waits for more with no pipe: parked,
+// with no goroutine (see parking), or, for RelayIdle, whose caller may
+// close the conns, on a fresh goroutine, since the splice path has grown
+// this one's stack (to 4-8 KiB) and a wait needs far less.
 func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -214,7 +213,11 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 				r.end(dir, dst, total, ErrIdle)
 				return
 			}
-			continue // the other direction was busy: wait again
+			// The other direction was busy: wait again, parked if we can.
+			if r.parkable && r.park(dir, dst, src, total) {
+				return
+			}
+			continue
 		}
 		if err != nil || eof {
 			r.end(dir, dst, total, err)
@@ -241,9 +244,9 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 			}
 			act.touch()
 		}
-		// A whole window with nothing: wait without a goroutine if the
-		// relay has no idle timeout to keep, else on a fresh one.
-		if act == nil && r.parkable && r.park(dir, dst, src, total) {
+		// A whole window with nothing: wait without a goroutine (until
+		// the relay's idle deadline, if it has one), else on a fresh one.
+		if r.parkable && r.park(dir, dst, src, total) {
 			return
 		}
 		go r.spliceHalf(dir, dst, src, total)
