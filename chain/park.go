@@ -146,7 +146,8 @@ func (l *parkingLot) watch() {
 		l.wakeAt = time.Time{}
 		if len(l.deadlines) > 0 {
 			l.wakeAt = l.deadlines[0].deadline
-			timeout = int(max(0, time.Until(l.wakeAt).Milliseconds()+1)) // round up: never early
+			// Round up, never early; and the kernel takes an int32.
+			timeout = int(min(max(0, time.Until(l.wakeAt).Milliseconds()+1), 1<<30))
 		}
 		l.mu.Unlock()
 		n, err := unix.EpollWait(l.epfd, events, timeout)

@@ -219,3 +219,37 @@ func exchangeOneWay(t *testing.T, from, to net.Conn) {
 		t.Fatal(err)
 	}
 }
+
+// Bytes count as activity when they arrive, not when the splice window
+// that carried them closes. With a 1 s idle timeout (500 ms windows):
+// bytes at 20 and 400 ms share a window that closes at 520; bytes at
+// 1300 open one that closes at 1800. Counted at window close, the quiet
+// direction's check at 1520 would see nothing since 520 and end a relay
+// that carried bytes 220 ms before.
+func TestIdleTimeoutCountsBytesOnArrival(t *testing.T) {
+	const idle = time.Second
+	client, a := pair(t)
+	b, server := pair(t)
+	done := make(chan relayResult, 1)
+	StartRelay(context.Background(), a, b, idle, func(aToB, bToA int64, err error) {
+		a.Close()
+		b.Close()
+		done <- relayResult{aToB, bToA, err}
+	})
+	begin := time.Now()
+	var last time.Time
+	for _, at := range []time.Duration{20, 400, 1300} {
+		time.Sleep(time.Until(begin.Add(at * time.Millisecond)))
+		exchangeOneWay(t, client, server)
+		last = time.Now()
+	}
+	time.Sleep(time.Until(last.Add(700 * time.Millisecond)))
+	select {
+	case r := <-done:
+		t.Fatalf("relay ended %v after its last bytes, with an idle timeout of %v: %v", time.Since(last), idle, r.err)
+	default:
+	}
+	client.Close()
+	server.Close()
+	<-done
+}

@@ -121,7 +121,7 @@ func (r *relay) park(dir int, dst, src *net.TCPConn, total int64) bool {
 		r.mu.Lock()
 		r.parked[dir] = 0
 		r.mu.Unlock()
-		go r.spliceHalf(dir, dst, src, total)
+		go r.spliceHalf(dir, dst, src, total, true)
 	})
 	if err != nil {
 		return false
@@ -150,7 +150,7 @@ func (r *relay) half(dir int, dst, src io.ReadWriteCloser) {
 	var err error
 	switch sc, isConn := src.(net.Conn); {
 	case sok && dok:
-		r.spliceHalf(dir, dt, st, 0)
+		r.spliceHalf(dir, dt, st, 0, false)
 		return
 	case r.act != nil && isConn:
 		n, err = io.Copy(dst, &idleReader{c: sc, act: r.act})
@@ -197,7 +197,7 @@ func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
 // with no goroutine (see parking), or, for RelayIdle, whose caller may
 // close the conns, on a fresh goroutine, since the splice path has grown
 // this one's stack (to 4-8 KiB) and a wait needs far less.
-func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
+func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed bool) {
 	rc, err := src.SyscallConn()
 	if err != nil {
 		n, err := io.Copy(dst, src)
@@ -205,6 +205,12 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 		return
 	}
 	act := r.act
+	// Resumed at the idle deadline while the other direction was busy:
+	// with nothing to read, park again until the new deadline rather than
+	// wait for it here, on a goroutine.
+	if resumed && act != nil && !act.expired() && !readable(rc) && r.park(dir, dst, src, total) {
+		return
+	}
 	for {
 		src.SetReadDeadline(act.deadline()) // zero (none) without an idle timeout
 		eof, err := waitReadable(rc)
@@ -223,6 +229,7 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 			r.end(dir, dst, total, err)
 			return
 		}
+		act.touch() // now, not when the window closes: the other direction may be checking
 		// The splice returns at least every window, so activity is seen
 		// by the other direction's idle check while data flows; windows
 		// follow one another until one passes with nothing to copy.
@@ -249,7 +256,7 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 		if r.parkable && r.park(dir, dst, src, total) {
 			return
 		}
-		go r.spliceHalf(dir, dst, src, total)
+		go r.spliceHalf(dir, dst, src, total, false)
 		return
 	}
 }
@@ -257,6 +264,18 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64) {
 // spliceIdle is how long a splice waits for more data before the direction
 // goes idle (tests shorten it).
 var spliceIdle = time.Second
+
+// readable says, without waiting, whether rc has a byte to read (or an
+// EOF or error to report).
+func readable(rc syscall.RawConn) bool {
+	ready := true
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = err != syscall.EAGAIN
+	})
+	return ready
+}
 
 // waitReadable waits until rc has a byte to read, or has reached EOF.
 func waitReadable(rc syscall.RawConn) (eof bool, err error) {
