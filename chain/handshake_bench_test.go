@@ -17,7 +17,10 @@ func BenchmarkHandshake(b *testing.B) {
 		{"socks5", &SOCKS5{Address: "h:1"}, []byte{5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0}},
 		{"socks5-auth", &SOCKS5{Address: "h:1", User: "u", Password: "p"}, []byte{5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0}},
 		{"socks4a", &SOCKS4{Address: "h:1", A: true}, []byte{0, 0x5A, 0, 0, 0, 0, 0, 0}},
+		{"socks5-pipelined", &SOCKS5{Address: "h:1", Pipeline: true}, []byte{5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0}},
 		{"http", &HTTPConnect{Address: "h:1"}, []byte("HTTP/1.1 200 Connection established\r\n\r\n")},
+		// Not a socket, so the answer is read a byte at a time: the worst case.
+		{"http-pipelined", &HTTPConnect{Address: "h:1", Pipeline: true}, []byte("HTTP/1.1 200 Connection established\r\n\r\n")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

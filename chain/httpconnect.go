@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"syscall"
 )
 
@@ -146,7 +147,7 @@ func (h *HTTPConnect) readReplies(conn net.Conn) error {
 // socket, so that a head costs a read or two, and reads a byte at a time
 // otherwise. Lines may end in CRLF or, as net/http allows, a bare LF.
 func readHead(conn net.Conn, limit int, buf []byte) ([]byte, error) {
-	var head []byte
+	head := make([]byte, 0, 128)
 	rc, err := rawConn(conn)
 	for {
 		if len(head) >= limit {
@@ -164,11 +165,11 @@ func readHead(conn net.Conn, limit int, buf []byte) ([]byte, error) {
 				want = i
 			}
 		}
-		b := make([]byte, want)
-		if _, err := io.ReadFull(conn, b); err != nil {
+		head = slices.Grow(head, want)
+		if _, err := io.ReadFull(conn, head[len(head):len(head)+want]); err != nil {
 			return nil, err
 		}
-		head = append(head, b...)
+		head = head[:len(head)+want]
 		// Nothing past an end is ever read, so an end is at the end.
 		if bytes.HasSuffix(head, []byte("\n\n")) || bytes.HasSuffix(head, []byte("\n\r\n")) {
 			return head, nil
