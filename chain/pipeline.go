@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"time"
 )
 
 // pipelined is a hop that takes its whole handshake in one write, with
@@ -74,6 +75,42 @@ type pendingConn struct {
 	cancel context.CancelFunc // ends a wait for replies as ours, not the hop's fault
 	once   sync.Once
 	err    error
+
+	// The caller's deadlines, kept apart from the ones the hops' replies
+	// are read under, and put back once the replies are in.
+	mu        sync.Mutex
+	confirmed bool
+	readDL    time.Time
+	writeDL   time.Time
+}
+
+func (p *pendingConn) SetDeadline(t time.Time) error {
+	return p.setDeadlines(&t, &t)
+}
+
+func (p *pendingConn) SetReadDeadline(t time.Time) error { return p.setDeadlines(&t, nil) }
+
+func (p *pendingConn) SetWriteDeadline(t time.Time) error { return p.setDeadlines(nil, &t) }
+
+// setDeadlines records the caller's deadlines. Writes go straight out,
+// so a write deadline applies at once; a read deadline waits for the
+// replies, which are read under the hops' own timeouts.
+func (p *pendingConn) setDeadlines(read, write *time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if read != nil {
+		p.readDL = *read
+	}
+	if write != nil {
+		p.writeDL = *write
+		if err := p.Conn.SetWriteDeadline(*write); err != nil {
+			return err
+		}
+	}
+	if p.confirmed && read != nil {
+		return p.Conn.SetReadDeadline(*read)
+	}
+	return nil
 }
 
 // Close closes the conn, first ending any wait for the replies so that
@@ -84,11 +121,17 @@ func (p *pendingConn) Close() error {
 }
 
 // confirm reads the pending replies once; on failure the conn is closed.
+// Then the caller's deadlines apply again.
 func (p *pendingConn) confirm() error {
 	p.once.Do(func() {
 		if p.err = p.finish(); p.err != nil {
 			p.Conn.Close()
 		}
+		p.mu.Lock()
+		p.confirmed = true
+		p.Conn.SetReadDeadline(p.readDL)
+		p.Conn.SetWriteDeadline(p.writeDL)
+		p.mu.Unlock()
 	})
 	return p.err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -211,5 +212,33 @@ func TestClosingPendingConnBlamesNoHop(t *testing.T) {
 		if !health.Alive(h) {
 			t.Errorf("hop %d counted dead for a close of ours", i+1)
 		}
+	}
+}
+
+// The caller's deadlines hold on a pending conn: reading its replies
+// under the hops' timeouts does not wipe them.
+func TestPendingConnKeepsCallersDeadline(t *testing.T) {
+	const dest = "dest.example:80"
+	replies := append(append([]byte{}, okReply...), 5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+	addr := strictFirstHop(t, twoHopHandshakes("hop2.example:1080", dest), replies) // then echoes, and nothing else
+	c := &Chain{Hops: pipelinedPair(addr)}
+	conn, err := c.DialContext(Optimistic(context.Background()), "tcp", dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	read := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1)) // the replies, then nothing: the deadline must end it
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read error = %v, want the caller's deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller's deadline was lost while the replies were read")
 	}
 }
