@@ -93,8 +93,9 @@ func (p *pendingConn) SetReadDeadline(t time.Time) error { return p.setDeadlines
 func (p *pendingConn) SetWriteDeadline(t time.Time) error { return p.setDeadlines(nil, &t) }
 
 // setDeadlines records the caller's deadlines. Writes go straight out,
-// so a write deadline applies at once; a read deadline waits for the
-// replies, which are read under the hops' own timeouts.
+// so a write deadline applies at once, except while the replies are read
+// under the hops' own timeouts (which bound writes too); a read deadline
+// waits for the replies. Both are put back once the replies are in.
 func (p *pendingConn) setDeadlines(read, write *time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -48,10 +48,13 @@ func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration)
 // StartRelay is RelayIdle on goroutines of its own: it returns at once,
 // and calls done with the result when both directions have ended. It owns
 // a and b until then: end it early by cancelling ctx, never by closing
-// them. Nobody has to wait in the meantime, and a direction with nothing
-// to copy waits with no goroutine at all (see parking), until data comes
-// or the idle deadline passes: an idle relayed connection costs its
-// sockets and a little heap.
+// them. Nobody has to wait in the meantime, and a direction between TCP
+// conns that has carried bytes and then nothing for a whole splice window
+// waits with no goroutine at all (see parking), until data comes or the
+// idle deadline passes: an idle relayed connection costs its sockets and
+// a little heap. (A direction that has never carried a byte waits on its
+// goroutine: parking it at once would put the watcher on the first
+// byte's path.)
 func StartRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, done func(aToB, bToA int64, err error)) {
 	startRelay(ctx, a, b, idle, true, done)
 }

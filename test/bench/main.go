@@ -1,9 +1,11 @@
 // Command bench measures veilchain against a direct connection, in one
-// run on loopback: a destination, two `veilchain serve` hops and a
-// `veilchain run` front end, each hop and the front end a process of its
-// own. Every number is printed with its ratio to direct.
+// run on loopback: a destination (in this process), two `veilchain serve`
+// hops and a `veilchain run` front end, each a process of its own, or
+// with -one-process all three roles in one `veilchain demo`. Every number
+// is printed with its ratio to direct. BENCHMARKS.md has the flags, the
+// numbers and what they mean.
 //
-//	go run ./test/bench [-quick]
+//	go run ./test/bench [-quick] [-setup-only] [-pipeline [-early]] [-procs N] [-one-process] [-idle-only N] [-glider PATH]
 package main
 
 import (

@@ -90,8 +90,9 @@ chains:
 	}
 
 	url := "http://" + dest.ip + "/"
-	// Expected counts, plus 10% for processing; lock-step also has a
-	// floor, so that a delay line that delays nothing fails the test.
+	// Expected counts with slack for processing (12-17%: the early-reply
+	// bound, 14, is issue 9's target); lock-step also has a floor, so
+	// that a delay line that delays nothing fails the test.
 	// The HTTP front end pools its upstream connections, so each of its
 	// runs goes to a listener of its own, and each run opens a chain.
 	socks := func(port string) func(int) []string {
