@@ -102,16 +102,7 @@ func TestPipelinedRunThroughHTTPHop(t *testing.T) {
 	c2, _ := exit.handshakeBytes("dest.example:80")
 	answer := "HTTP/1.1 200 Connection established\r\n\r\n" + string(okReply)
 	h1.Address = strictFirstHop(t, append([]byte(c1), c2...), []byte(answer))
-	c := &Chain{Hops: []Hop{h1, exit}}
-	conn, err := c.DialContext(context.Background(), "tcp", "dest.example:80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, ok := conn.(*net.TCPConn); !ok {
-		t.Errorf("dial returned %T, want the *net.TCPConn", conn)
-	}
-	echoHello(t, conn)
+	dialAndEcho(t, &Chain{Hops: []Hop{h1, exit}}, "dest.example:80")
 }
 
 // FuzzHTTPConnectReply feeds arbitrary answers to a pipelined CONNECT: no

@@ -49,7 +49,13 @@ func TestPipelinedRunSendsAllHandshakesAtOnce(t *testing.T) {
 	// hop 1's replies, then hop 2's: method, auth, connect.
 	replies := append(append([]byte{}, okReply...), 5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0)
 	addr := strictFirstHop(t, twoHopHandshakes("hop2.example:1080", dest), replies)
-	c := &Chain{Hops: pipelinedPair(addr), HandshakeTimeout: 2 * time.Second}
+	dialAndEcho(t, &Chain{Hops: pipelinedPair(addr), HandshakeTimeout: 2 * time.Second}, dest)
+}
+
+// dialAndEcho dials dest through c, checks the chain handed back the raw
+// TCP conn (so the relay can splice), and echoes through it.
+func dialAndEcho(t *testing.T, c *Chain, dest string) {
+	t.Helper()
 	conn, err := c.DialContext(context.Background(), "tcp", dest)
 	if err != nil {
 		t.Fatal(err)
