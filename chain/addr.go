@@ -14,12 +14,12 @@ import (
 // letters, digits, '-', '_' and '.' cannot be a DNS name (IDNs arrive in
 // punycode) but could confuse an address parser further down the chain.
 func CheckAddr(addr string) error {
-	host, portStr, err := net.SplitHostPort(addr)
+	host, port, err := splitAddr(addr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+		return err
 	}
-	if port, err := strconv.ParseUint(portStr, 10, 16); err != nil || port == 0 {
-		return fmt.Errorf("%w: bad port %q", ErrBadAddress, portStr)
+	if port == 0 {
+		return fmt.Errorf("%w: bad port 0", ErrBadAddress)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.IsUnspecified() || ip.Zone() != "" || ip.Unmap().Is4() && ip.Unmap().As4()[0] == 0 { // 0.0.0.0/8: "this network"
@@ -44,6 +44,19 @@ func CheckAddr(addr string) error {
 		return fmt.Errorf("%w: numeric name %q", ErrBadAddress, host)
 	}
 	return nil
+}
+
+// splitAddr splits "host:port" for a hop request; errors are ErrBadAddress.
+func splitAddr(addr string) (host string, port uint16, err error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	p, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: bad port %q", ErrBadAddress, portStr)
+	}
+	return host, uint16(p), nil
 }
 
 func isNumeric(s string) bool {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 )
 
 // SOCKS4 is a SOCKS4 or SOCKS4a hop. With A set (socks4a://), a name is
@@ -25,15 +24,11 @@ func (h *SOCKS4) Addr() string { return h.Address }
 // Connect sends one CONNECT request and reads the 8-byte reply; the conn
 // is returned as it is.
 func (h *SOCKS4) Connect(_ context.Context, conn net.Conn, addr string) (net.Conn, error) {
-	host, portStr, err := net.SplitHostPort(addr)
+	host, port, err := splitAddr(addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
+		return nil, err
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("%w: bad port", ErrBadAddress)
-	}
-	req := binary.BigEndian.AppendUint16([]byte{4, 1}, uint16(port))
+	req := binary.BigEndian.AppendUint16([]byte{4, 1}, port)
 	var name string
 	switch ip, err := netip.ParseAddr(host); {
 	case err == nil && ip.Unmap().Is4():

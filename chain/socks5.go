@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 )
 
 // SOCKS5 is a SOCKS5 hop (RFC 1928, with RFC 1929 user/password auth).
@@ -194,13 +193,9 @@ func (h *SOCKS5) readAuthReply(conn net.Conn) error {
 // appendSOCKS5Addr appends ATYP, DST.ADDR and DST.PORT for addr. A name is
 // sent as a name (ATYP 0x03); it is never resolved here.
 func appendSOCKS5Addr(b []byte, addr string) ([]byte, error) {
-	host, portStr, err := net.SplitHostPort(addr)
+	host, port, err := splitAddr(addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("%w: bad port", ErrBadAddress)
+		return nil, err
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.Zone() != "" {
