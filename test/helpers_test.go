@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/veilchain/veilchain/internal/testnet"
 	"github.com/veilchain/veilchain/resolver"
 )
 
@@ -31,18 +31,9 @@ func requireProgram(t *testing.T, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		skipOrFail(t, "%s not installed: %v", name, err)
+		testnet.SkipOrFail(t, "%s not installed: %v", name, err)
 	}
 	return path
-}
-
-// skipOrFail skips with the reason, or fails when VEILCHAIN_E2E_REQUIRED=1.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("VEILCHAIN_E2E_REQUIRED") == "1" {
-		t.Fatalf("required by VEILCHAIN_E2E_REQUIRED=1: "+format, args...)
-	}
-	t.Skipf(format+" (set VEILCHAIN_E2E_REQUIRED=1 to make this a failure)", args...)
 }
 
 // destination is an HTTP server that records who connected and what it got.
@@ -140,7 +131,7 @@ func exitIP(t *testing.T) netip.Addr {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
-		skipOrFail(t, "127.0.0.2 is not usable on this loopback: %v", err)
+		testnet.SkipOrFail(t, "127.0.0.2 is not usable on this loopback: %v", err)
 	}
 	ln.Close()
 	return netip.MustParseAddr("127.0.0.2")

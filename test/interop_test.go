@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // freePort returns a loopback port nothing listens on (for programs that
@@ -115,7 +116,7 @@ func startTinyproxy(t *testing.T, auth ...string) string {
 // dynamic forwarding, a SOCKS4/4a/5 server (dante does not speak SOCKS4a).
 func startSSHDynamic(t *testing.T) string {
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "sshd for the SOCKS4a interop test needs root")
+		testnet.SkipOrFail(t, "sshd for the SOCKS4a interop test needs root")
 	}
 	dir := t.TempDir()
 	for _, k := range []string{"hostkey", "clientkey"} {
@@ -302,7 +303,7 @@ func TestHopTypes(t *testing.T) {
 func TestIPv6(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		skipOrFail(t, "no IPv6 loopback here: %v", err)
+		testnet.SkipOrFail(t, "no IPv6 loopback here: %v", err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "peer %s\n", r.RemoteAddr)

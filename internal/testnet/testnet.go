@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -73,4 +74,14 @@ func Serve(t testing.TB, srv Server) string {
 		<-done
 	})
 	return ln.Addr().String()
+}
+
+// SkipOrFail skips a test that lacks a program or privilege, with the
+// reason, or fails it when VEILCHAIN_E2E_REQUIRED=1 (as CI sets).
+func SkipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("VEILCHAIN_E2E_REQUIRED") == "1" {
+		t.Fatalf("required by VEILCHAIN_E2E_REQUIRED=1: "+format, args...)
+	}
+	t.Skipf(format+" (set VEILCHAIN_E2E_REQUIRED=1 to make this a failure)", args...)
 }

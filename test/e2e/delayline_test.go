@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veilchain/veilchain/internal/testnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,14 +120,14 @@ func (d *delayLine) close() {
 func requireTUN(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "network namespaces and TUN devices need root")
+		testnet.SkipOrFail(t, "network namespaces and TUN devices need root")
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		skipOrFail(t, "no /dev/net/tun: %v", err)
+		testnet.SkipOrFail(t, "no /dev/net/tun: %v", err)
 	}
 	for _, p := range []string{"ip", "curl", "nc"} {
 		if _, err := exec.LookPath(p); err != nil {
-			skipOrFail(t, "%s not installed", p)
+			testnet.SkipOrFail(t, "%s not installed", p)
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 const (
@@ -24,14 +26,6 @@ const (
 	destIP   = "198.18.0.13"
 	clientIP = "198.18.0.10"
 )
-
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("VEILCHAIN_E2E_REQUIRED") == "1" {
-		t.Fatalf("required by VEILCHAIN_E2E_REQUIRED=1: "+format, args...)
-	}
-	t.Skipf(format+" (set VEILCHAIN_E2E_REQUIRED=1 to make this a failure)", args...)
-}
 
 // suite is the running network and the programs on it.
 type suite struct {
@@ -47,11 +41,11 @@ type suite struct {
 
 func TestPrivacyInvariants(t *testing.T) {
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "network namespaces need root")
+		testnet.SkipOrFail(t, "network namespaces need root")
 	}
 	for _, p := range []string{"ip", "nft", "curl", "danted", "tinyproxy", "proxychains4", "sshd", "ssh", "ssh-keygen", "nc", "sha256sum", "dig"} {
 		if _, err := exec.LookPath(p); err != nil {
-			skipOrFail(t, "%s not installed", p)
+			testnet.SkipOrFail(t, "%s not installed", p)
 		}
 	}
 	begin := time.Now()
