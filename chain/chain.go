@@ -145,12 +145,12 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 			p := &pendingConn{Conn: conn, cancel: cancel}
 			p.finish = func() error {
 				defer cancel()
-				_, err := c.readReplies(rctx, hops, i, conn, start)
+				_, err := c.readReplies(rctx, hops, i, run, conn, start)
 				return err
 			}
 			return p, nil, nil
 		}
-		if failed, err := c.readReplies(ctx, hops, i, conn, start); err != nil {
+		if failed, err := c.readReplies(ctx, hops, i, run, conn, start); err != nil {
 			conn.Close()
 			return nil, failed, err
 		}
@@ -160,10 +160,10 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 	return conn, nil, nil
 }
 
-// readReplies reads the replies of the pipelined run of hops starting at
-// i, in order, and says which hop to blame when one fails.
-func (c *Chain) readReplies(ctx context.Context, hops []Hop, i int, conn net.Conn, start time.Time) (Hop, error) {
-	for k := i; k < i+pipelinedRun(hops[i:]); k++ {
+// readReplies reads the replies of the run of pipelined hops[i:i+run],
+// in order, and says which hop to blame when one fails.
+func (c *Chain) readReplies(ctx context.Context, hops []Hop, i, run int, conn net.Conn, start time.Time) (Hop, error) {
+	for k := i; k < i+run; k++ {
 		if _, err := c.handshake(ctx, hops[k], conn, func(context.Context) (net.Conn, error) {
 			return conn, pipelinedOf(hops[k]).readReplies(conn)
 		}); err != nil {

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -36,6 +37,14 @@ func (e *HopError) Error() string {
 }
 
 func (e *HopError) Unwrap() error { return e.Err }
+
+// LateHopError is the hop that failed when a relay over an early-answered
+// (Optimistic) chain ended because the chain was refused after all, not
+// because we closed it first: what a front end logs as a chain failure.
+func LateHopError(err error) (*HopError, bool) {
+	hop, ok := errors.AsType[*HopError](err)
+	return hop, ok && !errors.Is(err, context.Canceled)
+}
 
 // ReplyError is a SOCKS5 hop's refusal to connect onward, with the reply
 // code it sent, so a front end can hand the same code to its client.

@@ -260,9 +260,13 @@ func (p *prefixConn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // CloseWrite passes a half-close on when the conn underneath can.
-func (p *prefixConn) CloseWrite() error {
-	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+func (p *prefixConn) CloseWrite() error { return closeWrite(p.Conn) }
+
+// closeWrite half-closes c when it can, and closes it whole otherwise: for
+// wrappers that must pass a half-close on to the conn they hold.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return p.Conn.Close()
+	return c.Close()
 }

@@ -145,12 +145,7 @@ func (p *pendingConn) Read(b []byte) (int, error) {
 }
 
 // CloseWrite half-closes the conn underneath, when it can.
-func (p *pendingConn) CloseWrite() error {
-	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return p.Conn.Close()
-}
+func (p *pendingConn) CloseWrite() error { return closeWrite(p.Conn) }
 
 // Confirm waits for a conn from an Optimistic dial to be complete, and
 // returns the error the dial would have returned. Any other conn is

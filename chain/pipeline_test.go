@@ -248,3 +248,20 @@ func TestPendingConnKeepsCallersDeadline(t *testing.T) {
 		t.Fatal("the caller's deadline was lost while the replies were read")
 	}
 }
+
+func TestLateHopError(t *testing.T) {
+	refused := &HopError{Index: 1, Addr: "h:1", Err: &ReplyError{Code: 5}}
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{refused, true},
+		{errors.Join(refused, io.EOF), true},
+		{&HopError{Index: 0, Addr: "h:1", Err: context.Canceled}, false}, // we closed it: not the chain's failure
+		{io.EOF, false},
+	} {
+		if _, got := LateHopError(tt.err); got != tt.want {
+			t.Errorf("LateHopError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

@@ -288,7 +288,7 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		defer release()
 		conn.Close()
 		target.Close()
-		if hop, ok := errors.AsType[*chain.HopError](err); ok && !errors.Is(err, context.Canceled) {
+		if hop, ok := chain.LateHopError(err); ok {
 			warnChainFailed(log, hop, err) // an early reply's chain failed after all
 		}
 		log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)

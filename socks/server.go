@@ -130,18 +130,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		defer release()
 		conn.Close()
 		target.Close()
-		if chainFailedLate(err) {
+		if _, ok := chain.LateHopError(err); ok {
 			logDialError(log, err, replyCode(err), dest) // an early reply's chain failed after all
 		}
 		log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
 	})
-}
-
-// chainFailedLate says whether a relay ended because the chain behind an
-// early reply failed, rather than because we closed it first.
-func chainFailedLate(err error) bool {
-	_, ok := errors.AsType[*chain.HopError](err)
-	return ok && !errors.Is(err, context.Canceled)
 }
 
 // logDialError writes the one line per failed connection. Chain errors
