@@ -45,7 +45,7 @@ type Server struct {
 	mu       sync.Mutex
 	idle     []idleConn // upstream conns kept for reuse
 	inFlight chan struct{}
-	servers  []*dns.Server
+	servers  dnsServers
 }
 
 // FakeTTL is the TTL of fake answers: short, so programs ask again and
@@ -266,16 +266,7 @@ func (s *Server) slots() chan struct{} {
 }
 
 // Listen serves DNS on UDP and TCP at addr and returns the bound address.
-func (s *Server) Listen(addr string) (string, error) {
-	bound, servers, err := serveBoth(addr, s)
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	s.servers = append(s.servers, servers...)
-	s.mu.Unlock()
-	return bound, nil
-}
+func (s *Server) Listen(addr string) (string, error) { return s.servers.listen(addr, s) }
 
 // CloseIdle closes idle upstream connections, so that the next queries
 // dial again (after a reload: through the new chain).
@@ -291,16 +282,7 @@ func (s *Server) CloseIdle() {
 
 // Shutdown stops the listeners and closes idle upstream connections.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	servers, idle := s.servers, s.idle
-	s.servers, s.idle = nil, nil
-	s.mu.Unlock()
-	var errs []error
-	for _, srv := range servers {
-		errs = append(errs, srv.ShutdownContext(ctx))
-	}
-	for _, c := range idle {
-		c.Close()
-	}
-	return errors.Join(errs...)
+	err := s.servers.shutdown(ctx)
+	s.CloseIdle()
+	return err
 }

@@ -5,6 +5,7 @@
 package resolver
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -24,7 +25,7 @@ type Zone struct {
 
 	mu      sync.Mutex
 	queries map[string]int
-	servers []*dns.Server
+	servers dnsServers
 }
 
 // ServeDNS implements dns.Handler.
@@ -98,26 +99,38 @@ func canonical(name string) string {
 
 // Listen serves the zone on UDP and TCP at addr ("127.0.0.1:0" picks a
 // free port, the same for both) and returns the address.
-func (z *Zone) Listen(addr string) (string, error) {
-	bound, servers, err := serveBoth(addr, z)
+func (z *Zone) Listen(addr string) (string, error) { return z.servers.listen(addr, z) }
+
+// Close stops the servers started by Listen.
+func (z *Zone) Close() error { return z.servers.shutdown(context.Background()) }
+
+// dnsServers are the servers a handler's Listen started, for its close.
+type dnsServers struct {
+	mu   sync.Mutex
+	list []*dns.Server
+}
+
+// listen serves h on UDP and TCP at addr and returns the bound address.
+func (d *dnsServers) listen(addr string, h dns.Handler) (string, error) {
+	bound, servers, err := serveBoth(addr, h)
 	if err != nil {
 		return "", err
 	}
-	z.mu.Lock()
-	z.servers = append(z.servers, servers...)
-	z.mu.Unlock()
+	d.mu.Lock()
+	d.list = append(d.list, servers...)
+	d.mu.Unlock()
 	return bound, nil
 }
 
-// Close stops the servers started by Listen.
-func (z *Zone) Close() error {
-	z.mu.Lock()
-	servers := z.servers
-	z.servers = nil
-	z.mu.Unlock()
+// shutdown stops every server started so far.
+func (d *dnsServers) shutdown(ctx context.Context) error {
+	d.mu.Lock()
+	list := d.list
+	d.list = nil
+	d.mu.Unlock()
 	var errs []error
-	for _, s := range servers {
-		errs = append(errs, s.Shutdown())
+	for _, s := range list {
+		errs = append(errs, s.ShutdownContext(ctx))
 	}
 	return errors.Join(errs...)
 }
