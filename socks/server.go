@@ -63,8 +63,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	handedOff := false
 	var target net.Conn
+	// The handshake's replies go through the cork (see cork): sent when
+	// the server must wait for the client, or with the request's reply.
+	corked := &cork{Conn: conn}
 	defer func() {
 		if !handedOff {
+			corked.Flush() // an error reply, or a method refusal
 			conn.Close()
 			if target != nil {
 				target.Close()
@@ -79,8 +83,8 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(timeout))
 	// Shutdown cuts a handshake short at once: it has nothing to finish.
 	stop := context.AfterFunc(s.group.Draining(), func() { conn.SetDeadline(time.Unix(1, 0)) })
-	br := bufio.NewReaderSize(conn, 512)
-	dest, version, user, err := s.handshakeAny(br, conn, conn.RemoteAddr().String())
+	br := bufio.NewReaderSize(corked, 512)
+	dest, version, user, err := s.handshakeAny(br, corked, conn.RemoteAddr().String())
 	if !stop() {
 		return
 	}
@@ -97,19 +101,19 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		code := replyCode(err)
 		if version == 4 {
-			writeReply4(conn, false)
+			writeReply4(corked, false)
 		} else {
-			writeReply(conn, code, nil)
+			writeReply(corked, code, nil)
 		}
 		logDialError(log, err, code, dest)
 		return
 	}
 	if version == 4 {
-		err = writeReply4(conn, true)
+		writeReply4(corked, true)
 	} else {
-		err = writeReply(conn, 0x00, target.LocalAddr())
+		writeReply(corked, 0x00, target.LocalAddr())
 	}
-	if err != nil {
+	if err := corked.Flush(); err != nil {
 		log.Debug("socks reply failed", "err", err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -359,4 +360,59 @@ func TestServerClosesIdleRelays(t *testing.T) {
 	if d := time.Since(begin); d < 150*time.Millisecond || d > 3*time.Second {
 		t.Fatalf("closed after %v, want about 200ms", d)
 	}
+}
+
+// slowDialer is a recorder whose dials take a while, so replies written
+// before the dial and after it cannot arrive together by chance.
+type slowDialer struct{ recorder }
+
+func (s *slowDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.recorder.DialContext(ctx, network, addr)
+}
+
+// A client that pipelines greeting, auth and request gets all three
+// answers in one segment (one wake-up, and one relayed write per hop
+// before this one in a chain), while a lock-step client still gets each
+// answer before it sends the next message.
+func TestServerAnswersPipelinedHandshakeInOneWrite(t *testing.T) {
+	creds := Credentials{"u": "p"}
+	dialer := &slowDialer{recorder{target: testnet.Echo(t)}}
+	addr := testnet.Serve(t, &Server{Dialer: dialer, Auth: authOf(creds)})
+	greeting, auth := []byte{5, 1, 2}, []byte{1, 1, 'u', 1, 'p'}
+	request := []byte{5, 1, 0, 3, 1, 'x', 0, 7}
+	want := []byte{5, 2, 1, 0, 5, 0}
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(slices.Concat(greeting, auth, request))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf) // one read: whatever the first segment holds
+	if err != nil || n != 2+2+10 || !bytes.Equal(buf[:6], want) {
+		t.Fatalf("first read = % x, %v; want all three replies (% x ...)", buf[:n], err, want)
+	}
+	roundTrip(t, c, "after")
+
+	// Lock-step: each answer comes without the next message being sent.
+	l, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.SetDeadline(time.Now().Add(5 * time.Second))
+	for i, step := range []struct{ send, want []byte }{{greeting, want[:2]}, {auth, want[2:4]}, {request, want[4:6]}} {
+		l.Write(step.send)
+		got := make([]byte, len(step.want))
+		if _, err := io.ReadFull(l, got); err != nil || !bytes.Equal(got, step.want) {
+			t.Fatalf("lock-step step %d: got % x, %v; want % x", i, got, err, step.want)
+		}
+		if i == 2 {
+			io.ReadFull(l, make([]byte, 8)) // the rest of the reply's bound address
+		}
+	}
+	roundTrip(t, l, "lock-step")
 }
