@@ -335,28 +335,43 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	exitIP(t)
-	out, err := exec.Command(veilchain(t), "demo", "--once", "--socks", "127.0.0.1:0", "--http", "127.0.0.1:0").CombinedOutput()
-	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, out)
+	// The demo shows the same thing whatever the handshake style; with
+	// --pipeline --early-reply (as the one-process bench runs it) its
+	// front ends answer before the chain is confirmed.
+	for _, style := range []struct {
+		name  string
+		flags []string
+	}{{"lock-step", nil}, {"pipelined", []string{"--pipeline"}}, {"early reply", []string{"--pipeline", "--early-reply"}}} {
+		t.Run(style.name, func(t *testing.T) {
+			args := append([]string{"demo", "--once", "--socks", "127.0.0.1:0", "--http", "127.0.0.1:0"}, style.flags...)
+			out, err := exec.Command(veilchain(t), args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("demo: %v\n%s", err, out)
+			}
+			// Through SOCKS the client's headers arrive unchanged; through the
+			// HTTP front end they are gone.
+			socksPart, httpPart, ok := strings.Cut(string(out), "through http://")
+			if !ok {
+				t.Fatalf("demo made no request through the HTTP front end:\n%s", out)
+			}
+			for _, want := range []string{"peer address: 127.0.0.2:", "(the exit; the client is 127.0.0.1)", "X-Forwarded-For: 203.0.113.7"} {
+				if !strings.Contains(socksPart, want) {
+					t.Errorf("demo's SOCKS part lacks %q:\n%s", want, out)
+				}
+			}
+			for _, want := range []string{"peer address: 127.0.0.2:", "User-Agent:", "only the exit's resolver knows dest.demo.test"} {
+				if !strings.Contains(httpPart, want) {
+					t.Errorf("demo's HTTP part lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(httpPart, "203.0.113.7") || strings.Contains(httpPart, "leaky-proxy") {
+				t.Errorf("identifying headers reached the destination through the HTTP front end:\n%s", out)
+			}
+		})
 	}
-	// Through SOCKS the client's headers arrive unchanged; through the
-	// HTTP front end they are gone.
-	socksPart, httpPart, ok := strings.Cut(string(out), "through http://")
-	if !ok {
-		t.Fatalf("demo made no request through the HTTP front end:\n%s", out)
-	}
-	for _, want := range []string{"peer address: 127.0.0.2:", "(the exit; the client is 127.0.0.1)", "X-Forwarded-For: 203.0.113.7"} {
-		if !strings.Contains(socksPart, want) {
-			t.Errorf("demo's SOCKS part lacks %q:\n%s", want, out)
-		}
-	}
-	for _, want := range []string{"peer address: 127.0.0.2:", "User-Agent:", "only the exit's resolver knows dest.demo.test"} {
-		if !strings.Contains(httpPart, want) {
-			t.Errorf("demo's HTTP part lacks %q:\n%s", want, out)
-		}
-	}
-	if strings.Contains(httpPart, "203.0.113.7") || strings.Contains(httpPart, "leaky-proxy") {
-		t.Errorf("identifying headers reached the destination through the HTTP front end:\n%s", out)
+	out, err := exec.Command(veilchain(t), "demo", "--once", "--early-reply").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--early-reply needs --pipeline") {
+		t.Errorf("demo --early-reply without --pipeline: %v\n%s", err, out)
 	}
 }
 

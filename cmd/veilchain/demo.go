@@ -38,6 +38,8 @@ func demoCommand() *cli.Command {
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:1080"},
 			&cli.StringFlag{Name: "http", Usage: "HTTP proxy front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:8118"},
 			&cli.BoolFlag{Name: "once", Usage: "exit after the demo requests instead of serving until Ctrl-C"},
+			&cli.BoolFlag{Name: "pipeline", Usage: "pipeline the handshakes to the demo's hops (as ?pipeline=1 on a hop)"},
+			&cli.BoolFlag{Name: "early-reply", Usage: "with --pipeline: answer SOCKS and CONNECT clients as soon as the handshakes are sent"},
 		}, logFlags...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
@@ -49,7 +51,10 @@ func demoCommand() *cli.Command {
 					return fmt.Errorf("--%s %s: the demo's hops reach loopback and private addresses, so its front ends listen on loopback only", f, c.String(f))
 				}
 			}
-			d := &demo{out: os.Stdout, log: log}
+			if c.Bool("early-reply") && !c.Bool("pipeline") {
+				return fmt.Errorf("--early-reply needs --pipeline: the reply can only come early when the chain's handshakes go out at once")
+			}
+			d := &demo{out: os.Stdout, log: log, pipeline: c.Bool("pipeline"), early: c.Bool("early-reply")}
 			defer d.close()
 			if err := d.start(c.String("socks"), c.String("http")); err != nil {
 				return err
@@ -75,6 +80,8 @@ func demoCommand() *cli.Command {
 type demo struct {
 	out         io.Writer
 	log         *slog.Logger
+	pipeline    bool   // pipelined handshakes to the hops
+	early       bool   // front ends answer before the chain is confirmed
 	socks, http string // front end addresses
 	destAddr    string // demoName:port
 	exitIP      string
@@ -124,13 +131,13 @@ func (d *demo) start(socksAddr, httpAddr string) error {
 		return err
 	}
 	c := &chain.Chain{Hops: []chain.Hop{
-		&chain.SOCKS5{Address: hop1},
-		&chain.SOCKS5{Address: exit, User: "demo", Password: "demo-password"},
+		&chain.SOCKS5{Address: hop1, Pipeline: d.pipeline},
+		&chain.SOCKS5{Address: exit, User: "demo", Password: "demo-password", Pipeline: d.pipeline},
 	}}
-	if d.socks, err = d.listenAnyPort(socksAddr, &socks.Server{Dialer: c, Logger: d.log}); err != nil {
+	if d.socks, err = d.listenAnyPort(socksAddr, &socks.Server{Dialer: c, Logger: d.log, EarlyReply: d.early}); err != nil {
 		return err
 	}
-	if d.http, err = d.listenAnyPort(httpAddr, &httpproxy.Server{Dialer: c, Logger: d.log}); err != nil {
+	if d.http, err = d.listenAnyPort(httpAddr, &httpproxy.Server{Dialer: c, Logger: d.log, EarlyReply: d.early}); err != nil {
 		return err
 	}
 	fmt.Fprintf(d.out, "Chain:  client -> front end (SOCKS5 %s, HTTP %s) -> hop 1 %s -> exit %s (sends from %s) -> %s\n",

@@ -1,9 +1,10 @@
 // Command bench measures veilchain against a direct connection, in one
 // run on loopback: a destination (in this process), two `veilchain serve`
 // hops and a `veilchain run` front end, each a process of its own, or
-// with -one-process all three roles in one `veilchain demo`. Every number
-// is printed with its ratio to direct. BENCHMARKS.md has the flags, the
-// numbers and what they mean.
+// with -one-process all three roles in one `veilchain demo`. Beside them
+// it measures the floor: three bare relays in the same places, with no
+// handshake at all (floor.go). Every number is printed with its ratio to
+// direct. BENCHMARKS.md has the flags, the numbers and what they mean.
 //
 //	go run ./test/bench [-quick] [-setup-only] [-pipeline [-early]] [-procs N] [-one-process] [-idle-only N] [-glider PATH]
 package main
@@ -40,10 +41,18 @@ var (
 	maxProcs  = flag.Int("procs", 0, "GOMAXPROCS for the front end and hops (0: Go's default, one per CPU)")
 	oneProc   = flag.Bool("one-process", false, "one veilchain process plays front end and both hops (`veilchain demo`), as in issue 9's reference points")
 	glider    = flag.String("glider", "", "measure this glider binary in the same roles instead (a peer, built beside ours)")
+	relays    relayPairs
 )
 
 func main() {
+	flag.Var(&relays, "relay", "`listen>to`: run as one of the floor's bare relays (the bench starts these itself)")
 	flag.Parse()
+	if len(relays) > 0 {
+		if err := runRelays(relays); err != nil {
+			fmt.Fprintln(os.Stderr, "bench relay:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -89,9 +98,7 @@ func run() error {
 		if *glider != "" {
 			cmd = exec.Command(*glider, args...)
 		}
-		if *maxProcs > 0 {
-			cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(*maxProcs))
-		}
+		cmd.Env = procEnv()
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			return nil, "", err
@@ -125,6 +132,12 @@ func run() error {
 		// demo's front end chains through a hop and an exit of its own,
 		// in the same process; its exit sends from 127.0.0.2 when it can.
 		frontArgs = []string{"demo", "--socks", "127.0.0.1:" + frontPort, "--http", "127.0.0.1:" + freePort()}
+		if *pipeline {
+			frontArgs = append(frontArgs, "--pipeline")
+		}
+		if *early {
+			frontArgs = append(frontArgs, "--early-reply")
+		}
 		product = "veilchain: front end and 2 hops in one process (veilchain demo)"
 		ports = []string{frontPort}
 	} else {
@@ -152,10 +165,18 @@ func run() error {
 		return err
 	}
 
-	fmt.Printf("bench: %s, all on loopback, the client and destination in the bench's own process; %d CPUs\n\n", product, numCPU())
-	fmt.Printf("%-38s %14s %14s %8s\n", "measure", "direct", "through chain", "ratio")
-	row := func(name string, d, c float64, unit string) {
-		fmt.Printf("%-38s %14s %14s %7.2fx\n", name, fmtNum(d, unit), fmtNum(c, unit), c/d)
+	floor, floorProcs, err := startFloor([]string{dest.bulk, dest.echo}, *oneProc, procEnv())
+	procs = append(procs, floorProcs...)
+	if err != nil {
+		return fmt.Errorf("floor relays: %w", err)
+	}
+	floorBulk, floorEcho := floor[0], floor[1]
+
+	fmt.Printf("bench: %s, all on loopback, the client and destination in the bench's own process; %d CPUs\n", product, numCPU())
+	fmt.Printf("floor: 3 bare relays in the same places (no handshake: a fixed next address), %s\n\n", map[bool]string{true: "in one process", false: "3 processes"}[*oneProc])
+	fmt.Printf("%-38s %10s %10s %10s %8s %8s\n", "measure", "direct", "floor", "chain", "floor/d", "chain/d")
+	row := func(name string, d, f, c float64, unit string) {
+		fmt.Printf("%-38s %10s %10s %10s %7.2fx %7.2fx\n", name, fmtNum(d, unit), fmtNum(f, unit), fmtNum(c, unit), f/d, c/d)
 	}
 
 	// Bulk throughput.
@@ -171,29 +192,35 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("direct bulk: %w", err)
 		}
+		f, err := bulk(direct, floorBulk, conns, total)
+		if err != nil {
+			return fmt.Errorf("floor bulk: %w", err)
+		}
 		cpu0 := cpuSeconds(front.Process.Pid)
 		c, err := bulk(viaChain, dest.bulk, conns, total)
 		if err != nil {
 			return fmt.Errorf("chain bulk: %w", err)
 		}
 		cpu := cpuSeconds(front.Process.Pid) - cpu0
-		row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), d, c, "MiB/s")
+		row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), d, f, c, "MiB/s")
 		if conns == 1 {
-			fmt.Printf("%-38s %14s %14.2f\n", "  front end CPU s per GiB relayed", "", cpu/(float64(total)/(1<<30)))
+			fmt.Printf("%-38s %10s %10s %10.2f\n", "  front end CPU s per GiB relayed", "", "", cpu/(float64(total)/(1<<30)))
 		}
 	}
 
 	// Setup latency.
-	dl, err := setupLatency(direct, dest.echo, sz.setups)
-	if err != nil {
-		return err
+	var lat [3][]time.Duration
+	for i, t := range []struct {
+		d    chain.Dialer
+		addr string
+	}{{direct, dest.echo}, {direct, floorEcho}, {viaChain, dest.echo}} {
+		if lat[i], err = setupLatency(t.d, t.addr, sz.setups); err != nil {
+			return err
+		}
 	}
-	cl, err := setupLatency(viaChain, dest.echo, sz.setups)
-	if err != nil {
-		return err
+	for _, p := range []int{50, 99} {
+		row(fmt.Sprintf("setup+1-byte echo p%d, %d seq (µs)", p, sz.setups), us(pct(lat[0], p)), us(pct(lat[1], p)), us(pct(lat[2], p)), "µs")
 	}
-	row(fmt.Sprintf("setup+1-byte echo p50, %d seq (µs)", sz.setups), us(pct(dl, 50)), us(pct(cl, 50)), "µs")
-	row(fmt.Sprintf("setup+1-byte echo p99, %d seq (µs)", sz.setups), us(pct(dl, 99)), us(pct(cl, 99)), "µs")
 
 	if *setupOnly {
 		return nil
@@ -201,9 +228,10 @@ func run() error {
 
 	// Connections per second.
 	dc, de := connsPerSecond(direct, dest.echo, 64, sz.cpsFor)
+	fc, fe := connsPerSecond(direct, floorEcho, 64, sz.cpsFor)
 	cc, ce := connsPerSecond(viaChain, dest.echo, 64, sz.cpsFor)
-	row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), dc, cc, "/s")
-	fmt.Printf("%-38s %14d %14d\n", "  errors", de, ce)
+	row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), dc, fc, cc, "/s")
+	fmt.Printf("%-38s %10d %10d %10d\n", "  errors", de, fe, ce)
 
 	// Memory per idle relayed connection.
 	time.Sleep(2 * time.Second) // let the conns/s run's sockets close
@@ -219,7 +247,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-38s %14s %14.1f\n", fmt.Sprintf("%s, %d (KiB)", what, sz.idle), "", perConn)
+	fmt.Printf("%-38s %10s %10s %10.1f\n", fmt.Sprintf("%s, %d (KiB)", what, sz.idle), "", "", perConn)
 	return nil
 }
 
