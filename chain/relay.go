@@ -191,18 +191,18 @@ func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
 }
 
 // spliceHalf copies src to dst with splice(2) while data flows, and
-// holds no pipe while it does not. A plain io.Copy between TCP conns
-// keeps a pipe (2 descriptors) per direction for as long as it waits, so
-// an idle relayed connection cost 6 descriptors in each process instead
-// of 2, and a few thousand idle connections ran a process out of them.
-// Here the copy runs under a short read deadline; when a whole window
-// passes with nothing, the direction waits for more with no pipe: parked,
-// with no goroutine (see parking), or, for RelayIdle, whose caller may
-// close the conns, on a fresh goroutine, since the splice path has grown
-// this one's stack (to 4-8 KiB) and a wait needs far less.
+// holds no pipe while it does not (see spliceCopy: a plain io.Copy
+// between TCP conns keeps its pipe, 2 descriptors, for as long as it
+// waits). The copy runs under a short read deadline, so activity is seen
+// while data flows; when a whole window passes with nothing, the
+// direction waits for more with no goroutine: parked (see parking), or,
+// for RelayIdle, whose caller may close the conns, on a fresh goroutine,
+// since the splice path has grown this one's stack (to 4-8 KiB) and a
+// wait needs far less.
 func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed bool) {
 	rc, err := src.SyscallConn()
-	if err != nil {
+	wc, werr := dst.SyscallConn()
+	if err != nil || werr != nil {
 		n, err := io.Copy(dst, src)
 		r.end(dir, dst, total+n, err)
 		return
@@ -242,7 +242,10 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 		}
 		for {
 			src.SetReadDeadline(time.Now().Add(window))
-			n, err := io.Copy(dst, src)
+			n, ok, err := spliceCopy(wc, rc)
+			if !ok {
+				n, err = io.Copy(dst, src)
+			}
 			total += n
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				src.SetReadDeadline(time.Time{})

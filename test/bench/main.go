@@ -238,8 +238,9 @@ func run() error {
 	what := "front end RSS per idle conn"
 	if *oneProc {
 		// Three relays' six sockets per connection in one process: 5,000
-		// would pass the descriptor limit (20,000 here), and 3,000 failed
-		// at 2,783 after the conns/s run.
+		// would pass the descriptor limit (20,000 here). (Before relays
+		// gave their pipes back between bursts, 1,766 was already too
+		// many: each direction kept a pipe for a second after its byte.)
 		sz.idle = min(sz.idle, 2000)
 		what = "all 3 roles' RSS per idle conn"
 	}
