@@ -2,46 +2,15 @@ package chain
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// Between bursts, inside the splice window, a relayed connection holds
-// its sockets and no pipe: the pipes wait in the pool, where a
-// collection can free them, not one per direction that carried a byte. With io.Copy's splice each direction kept its pipe for the
-// whole window, 2 descriptors more each.
-func TestRelayHoldsNoPipeBetweenBursts(t *testing.T) {
-	const relays = 20
-	before := openFDs(t)
-	var clients, servers []net.Conn
-	for range relays {
-		client, server, _ := relayed(t, context.Background())
-		clients, servers = append(clients, client), append(servers, server)
-	}
-	for i := range relays {
-		clients[i].Write([]byte("x"))
-		servers[i].Write([]byte("y"))
-		io.ReadFull(servers[i], make([]byte, 1))
-		io.ReadFull(clients[i], make([]byte, 1))
-	}
-	time.Sleep(50 * time.Millisecond) // each direction back to waiting; the window (1 s) still open
-	// Pooled pipes are not held: a collection frees them (and the race
-	// detector's pool drops some on purpose).
-	runtime.GC()
-	runtime.GC()
-	time.Sleep(50 * time.Millisecond)
-	if extra := openFDs(t) - before - 4*relays; extra > 2*4 {
-		t.Fatalf("%d relays between bursts hold %d descriptors beyond their 4 sockets each (pipes kept while waiting?)", relays, extra)
-	}
-}
 
 // spliceCopy moves what it is given intact, stops at EOF, and at src's
 // read deadline with what it moved so far.
