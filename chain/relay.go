@@ -243,8 +243,10 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 		for {
 			src.SetReadDeadline(time.Now().Add(window))
 			n, ok, err := spliceCopy(wc, rc)
-			if !ok {
-				n, err = io.Copy(dst, src)
+			if !ok { // no splice here, or no pipe now
+				var m int64
+				m, err = io.Copy(dst, src)
+				n += m
 			}
 			total += n
 			if !errors.Is(err, os.ErrDeadlineExceeded) {

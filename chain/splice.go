@@ -17,8 +17,10 @@ import (
 // plus up to six pipes) ran out of descriptors at 1,766 connections
 // opened in a row; it now needs its six sockets.
 //
-// It reports ok=false, having moved nothing, when the kernel cannot
-// splice these descriptors; the caller then copies another way.
+// It reports ok=false when it cannot go on: the kernel cannot splice
+// these descriptors (then before any byte), or there is no pipe to be had
+// (out of descriptors). The caller then copies the rest another way, as
+// io.Copy does: a connection must not die of a full descriptor table.
 func spliceCopy(dst, src syscall.RawConn) (written int64, ok bool, err error) {
 	var p *pipe
 	defer func() {
@@ -30,9 +32,11 @@ func spliceCopy(dst, src syscall.RawConn) (written int64, ok bool, err error) {
 	// closure handed to Read or Write is allocated each time it is made.
 	var n int
 	var serr error
+	noPipe := false
 	fill := func(fd uintptr) bool { // src to pipe, waiting for src without a pipe
 		if p == nil {
-			if p, serr = getPipe(); serr != nil {
+			if p = getPipe(); p == nil {
+				noPipe = true
 				return true
 			}
 		}
@@ -53,6 +57,8 @@ func spliceCopy(dst, src syscall.RawConn) (written int64, ok bool, err error) {
 		switch {
 		case rerr != nil:
 			return written, true, rerr
+		case noPipe:
+			return written, false, nil
 		case serr == syscall.EINVAL && written == 0:
 			return 0, false, nil // these descriptors cannot splice
 		case serr != nil:
@@ -97,39 +103,47 @@ const (
 
 // pipe is a kernel pipe used to splice; held is how many bytes are in it.
 type pipe struct {
-	r, w int
-	held int
+	r, w    int
+	held    int
+	cleanup runtime.Cleanup // closes r and w if the pool drops the pipe
 }
 
 // pipes keeps empty pipes for the next splice. The pool drops pipes at
 // garbage collections; a cleanup closes each pipe it drops.
 var pipes sync.Pool
 
-func getPipe() (*pipe, error) {
+// getPipe returns an empty pipe, or nil if none can be made.
+func getPipe() *pipe {
 	if p, ok := pipes.Get().(*pipe); ok {
-		return p, nil
+		return p
 	}
 	var fds [2]int
 	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
-		return nil, os.NewSyscallError("pipe2", err)
+		return nil
 	}
 	// A bigger pipe moves more per call; without the permission to grow
 	// it, the default 64 KiB still works.
 	syscall.Syscall(syscall.SYS_FCNTL, uintptr(fds[0]), syscall.F_SETPIPE_SZ, pipeSize)
 	p := &pipe{r: fds[0], w: fds[1]}
-	runtime.AddCleanup(p, func(fds [2]int) {
-		syscall.Close(fds[0])
-		syscall.Close(fds[1])
-	}, fds)
-	return p, nil
+	p.cleanup = runtime.AddCleanup(p, closePipe, fds)
+	return p
+}
+
+func closePipe(fds [2]int) {
+	syscall.Close(fds[0])
+	syscall.Close(fds[1])
 }
 
 // release gives an empty pipe back to the pool. One with bytes still in
-// it (a write failed halfway) is left to its cleanup instead: those
-// bytes belong to a connection that has failed, and closing it here as
-// well would close its descriptors twice.
+// it (a write failed halfway) is closed at once: those bytes belong to a
+// connection that has failed, and a client that drops a download
+// halfway must not leave 2 descriptors and up to a pipe's worth of
+// kernel memory behind until the next collection.
 func (p *pipe) release() {
 	if p.held == 0 {
 		pipes.Put(p)
+		return
 	}
+	p.cleanup.Stop()
+	closePipe([2]int{p.r, p.w})
 }

@@ -2,14 +2,19 @@ package chain
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // spliceCopy moves what it is given intact, stops at EOF, and at src's
@@ -55,9 +60,10 @@ func TestSpliceCopy(t *testing.T) {
 	}
 }
 
-// A write that fails leaves its pipe out of the pool: the bytes in it
-// belong to a connection that has failed, and must not reach another.
-func TestSpliceCopyDropsAPipeWithBytes(t *testing.T) {
+// A write that fails closes its pipe at once and keeps it out of the
+// pool: the bytes in it belong to a connection that has failed, and must
+// reach no other, and the descriptors must not wait for a collection.
+func TestSpliceCopyClosesAPipeWithBytes(t *testing.T) {
 	src, in := pair(t)
 	out, dst := pair(t)
 	rc, _ := in.(*net.TCPConn).SyscallConn()
@@ -68,22 +74,81 @@ func TestSpliceCopyDropsAPipeWithBytes(t *testing.T) {
 	for range 3 { // the first write may still be accepted; the reset comes back on a later one
 		src.Write(make([]byte, 64<<10))
 	}
+	before := openFDs(t)
 	_, ok, err := spliceCopy(wc, rc)
 	if !ok || !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("spliceCopy to a reset conn = %v, %v; want EPIPE or ECONNRESET", ok, err)
 	}
+	// No collection here: a pipe dropped for one to close would still be open.
+	if after := openFDs(t); after > before {
+		t.Errorf("%d descriptors more after the failed copy: the pipe holding bytes was left open", after-before)
+	}
 	for range 4 {
-		p, err := getPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.held != 0 {
-			t.Fatalf("the pool gave out a pipe holding %d bytes", p.held)
+		p := getPipe()
+		if p == nil {
+			t.Fatal("no pipe")
 		}
 		var b [1]byte
-		if n, _ := syscall.Read(p.r, b[:]); n > 0 {
+		if n, _ := syscall.Read(p.r, b[:]); n > 0 || p.held != 0 {
 			t.Fatal("the pool gave out a pipe with bytes in it")
 		}
 		defer p.release()
+	}
+}
+
+// Out of descriptors, a relay still relays: with no pipe to be had it
+// copies another way (as io.Copy does) instead of failing the connection.
+func TestRelayWithoutPipesCopiesAnotherWay(t *testing.T) {
+	client, server, _ := relayed(t, context.Background())
+	roundTripOnce := func(msg string) error {
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		server.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := client.Write([]byte(msg)); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(server, got); err != nil || string(got) != msg {
+			return fmt.Errorf("server got %q, %v", got, err)
+		}
+		return nil
+	}
+	if err := roundTripOnce("before"); err != nil {
+		t.Fatal(err)
+	}
+	// Empty the pipe pool (a collection drops its pipes), then fill the
+	// descriptor table under a lowered limit (bounded: at most 64 above
+	// what is open now), and restore both at the end.
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond) // for the cleanups that close the dropped pipes
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		testnet.SkipOrFail(t, "getrlimit: %v", err)
+	}
+	low := lim
+	low.Cur = uint64(openFDs(t) + 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		testnet.SkipOrFail(t, "setrlimit: %v", err)
+	}
+	var fillers []int
+	defer func() {
+		for _, fd := range fillers {
+			syscall.Close(fd)
+		}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}()
+	for range 200 {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	if p := getPipe(); p != nil {
+		p.release()
+		t.Fatal("a pipe could still be made: the table is not full")
+	}
+	if err := roundTripOnce("out of descriptors"); err != nil {
+		t.Fatalf("relay out of descriptors: %v", err)
 	}
 }
