@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"context"
 	"errors"
 	"net"
 	"testing"
@@ -47,4 +48,17 @@ func wantOutcome(t *testing.T, err error, code byte, wantErr error) bool {
 		t.Fatal(err)
 	}
 	return true
+}
+
+// connectScripted runs hop.Connect to target over a connection to a
+// scripted server (see scriptedServer); hop gets the server's address.
+// It returns the conn it dialled, a channel with the server's verdict on
+// the exchange, and what Connect returned.
+func connectScripted(t *testing.T, steps []script, hop func(addr string) Hop, target string) (conn net.Conn, server <-chan error, out net.Conn, err error) {
+	t.Helper()
+	got := make(chan error, 1)
+	addr := scriptedServer(t, steps, got)
+	conn = dial(t, addr)
+	out, err = hop(addr).Connect(context.Background(), conn, target)
+	return conn, got, out, err
 }

@@ -2,7 +2,6 @@ package chain
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -138,12 +137,11 @@ func TestSOCKS5Connect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := make(chan error, 1)
-			addr := scriptedServer(t, tt.steps, got)
-			conn := dial(t, addr)
-			hop := tt.hop
-			hop.Address = addr
-			out, err := hop.Connect(context.Background(), conn, tt.addr)
+			conn, got, out, err := connectScripted(t, tt.steps, func(addr string) Hop {
+				hop := tt.hop
+				hop.Address = addr
+				return &hop
+			}, tt.addr)
 			if !wantOutcome(t, err, tt.code, tt.wantErr) {
 				return
 			}
