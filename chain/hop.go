@@ -22,12 +22,18 @@ type Hop interface {
 	Addr() string
 }
 
-// ParseHop builds a Hop from a URL: socks5://[user:pass@]host[:port]
-// (socks5h is the same: names always go to the hop), socks4a://[userid@]…,
-// socks4://[userid@]… (IPv4 destinations only), http://[user:pass@]…
-// (CONNECT), https://[user:pass@]…[?ca=FILE&insecure=1&sni=NAME] (CONNECT
-// over TLS). Every scheme takes ?timeout=5s, this hop's handshake timeout;
-// socks5 and http take ?pipeline=1 (see SOCKS5.Pipeline).
+// ParseHop builds a Hop from a URL:
+//
+//	socks5://[user:pass@]host[:port]     SOCKS5 (socks5h is the same: names always go to the hop)
+//	socks5s://[user:pass@]host[:port]    SOCKS5 inside TLS 1.3 to the hop: a layered link (our serve)
+//	socks4a://[userid@]…, socks4://…     SOCKS4a; SOCKS4 carries IPv4 destinations only
+//	http://[user:pass@]…                 CONNECT
+//	https://[user:pass@]…                CONNECT over TLS
+//
+// Every scheme takes ?timeout=5s, this hop's handshake timeout; socks5
+// and http take ?pipeline=1 (see SOCKS5.Pipeline); socks5s and https take
+// pin=sha256:… (verify the hop's key and nothing else), or ca=FILE (verify
+// by CA; the system roots without it), sni=NAME and insecure=1.
 // Schemes form a closed set here on purpose: no registry, no fallbacks.
 //
 // The user part is split off by hand, at the last '@', before url.Parse
@@ -85,13 +91,23 @@ func ParseHop(raw string) (Hop, error) {
 		return nil, fmt.Errorf("hop URL %q: bad query: %w", shown, err)
 	}
 	scheme = strings.ToLower(u.Scheme)
-	defPort := map[string]string{"socks5": "1080", "socks5h": "1080", "socks4": "1080", "socks4a": "1080", "http": "8080", "https": "443"}[scheme]
+	defPort := map[string]string{"socks5": "1080", "socks5h": "1080", "socks5s": "443", "socks4": "1080", "socks4a": "1080", "http": "8080", "https": "443"}[scheme]
 	if defPort == "" {
-		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5, socks5h, socks4, socks4a, http, https)", shown, u.Scheme)
+		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5s, socks5, socks5h, socks4, socks4a, http, https)", shown, u.Scheme)
 	}
 	addr, err := hostPort(u, defPort)
 	if err != nil {
 		return nil, fmt.Errorf("hop URL %q: %w", shown, err)
+	}
+	layered := scheme == "socks5s" || scheme == "https"
+	for key := range opts {
+		switch {
+		case key == "timeout":
+		case (scheme == "socks5" || scheme == "socks5h" || scheme == "http") && key == "pipeline":
+		case layered && (key == "pin" || key == "ca" || key == "insecure" || key == "sni"):
+		default:
+			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for socks5s and https also pin, ca, sni, insecure)", shown, key)
+		}
 	}
 	var pipeline bool
 	switch opts.Get("pipeline") {
@@ -101,78 +117,79 @@ func ParseHop(raw string) (Hop, error) {
 	default:
 		return nil, fmt.Errorf("hop URL %q: pipeline=%q: want 1 or 0", shown, opts.Get("pipeline"))
 	}
-	var h Hop
+	var timeout time.Duration
+	if t := opts.Get("timeout"); t != "" {
+		timeout, err = time.ParseDuration(t)
+		if err != nil || timeout <= 0 {
+			return nil, fmt.Errorf("hop URL %q: timeout=%q is not a positive duration such as 5s", shown, t)
+		}
+	}
+	var cfg *tls.Config
+	var pin string
+	if layered {
+		if cfg, pin, err = tlsConfig(scheme, u.Hostname(), opts); err != nil {
+			return nil, fmt.Errorf("hop URL %q: %w", shown, err)
+		}
+	}
 	switch scheme {
-	case "socks5", "socks5h":
-		h = &SOCKS5{Address: addr, User: user, Password: pass, Pipeline: pipeline}
+	case "socks5", "socks5h", "socks5s":
+		return &SOCKS5{Address: addr, User: user, Password: pass, Pipeline: pipeline, TLS: cfg, Pin: pin, Timeout: timeout}, nil
 	case "socks4", "socks4a":
 		if pass != "" {
 			return nil, fmt.Errorf("hop URL %q: SOCKS4 has a user ID but no password", shown)
 		}
-		h = &SOCKS4{Address: addr, UserID: user, A: scheme == "socks4a"}
-	case "http", "https":
-		hc := &HTTPConnect{Address: addr, User: user, Password: pass, Pipeline: pipeline}
-		if scheme == "https" {
-			if hc.TLS, err = tlsConfig(u.Hostname(), opts); err != nil {
-				return nil, fmt.Errorf("hop URL %q: %w", shown, err)
-			}
-		}
-		h = hc
+		return &SOCKS4{Address: addr, UserID: user, A: scheme == "socks4a", Timeout: timeout}, nil
 	}
-	for key := range opts {
-		switch {
-		case key == "timeout":
-		case (scheme == "socks5" || scheme == "socks5h" || scheme == "http") && key == "pipeline":
-		case scheme == "https" && (key == "ca" || key == "insecure" || key == "sni"):
-		default:
-			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for https also ca, insecure, sni)", shown, key)
-		}
-	}
-	if t := opts.Get("timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("hop URL %q: timeout=%q is not a positive duration such as 5s", shown, t)
-		}
-		h = &timedHop{Hop: h, timeout: d}
-	}
-	return h, nil
+	return &HTTPConnect{Address: addr, User: user, Password: pass, Pipeline: pipeline, TLS: cfg, Pin: pin, Timeout: timeout}, nil
 }
 
-// tlsConfig is the TLS to an https:// proxy: verified against the system
-// roots (or the ca= file), for the proxy's name (or sni=). insecure=1
-// turns verification off, for self-signed test setups only.
-func tlsConfig(host string, opts url.Values) (*tls.Config, error) {
+// tlsConfig is the TLS to a socks5s:// or https:// hop. With pin= it
+// verifies the hop's key and nothing else, and sends no SNI unless sni=
+// asks for one. Otherwise it verifies the certificate against the system
+// roots (or the ca= file) for the hop's name (or sni=); insecure=1 turns
+// verification off, for test setups only. socks5s is TLS 1.3 with a
+// browser's ALPN offer; an https hop without a pin may be any HTTPS proxy,
+// so it keeps a plain TLS 1.2+ hello.
+func tlsConfig(scheme, host string, opts url.Values) (*tls.Config, string, error) {
+	sni := opts.Get("sni")
+	insecure := false
+	switch opts.Get("insecure") {
+	case "", "0", "false":
+	case "1", "true":
+		insecure = true
+	default:
+		return nil, "", fmt.Errorf("insecure=%q: want 1 or 0", opts.Get("insecure"))
+	}
+	if p := opts.Get("pin"); p != "" {
+		pin, err := ParsePin(p)
+		if err != nil {
+			return nil, "", err
+		}
+		if opts.Get("ca") != "" || insecure {
+			return nil, "", fmt.Errorf("pin= verifies the hop by itself: leave out ca= and insecure=")
+		}
+		return pinnedConfig(pin, sni), pin, nil
+	}
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if sni := opts.Get("sni"); sni != "" {
+	if scheme == "socks5s" {
+		cfg.MinVersion, cfg.NextProtos = tls.VersionTLS13, layerALPN
+	}
+	if sni != "" {
 		cfg.ServerName = sni
 	}
 	if ca := opts.Get("ca"); ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
+			return nil, "", fmt.Errorf("ca: %w", err)
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca: no PEM certificate in %s", ca)
+			return nil, "", fmt.Errorf("ca: no PEM certificate in %s", ca)
 		}
 	}
-	switch opts.Get("insecure") {
-	case "", "0", "false":
-	case "1", "true":
-		cfg.InsecureSkipVerify = true
-	default:
-		return nil, fmt.Errorf("insecure=%q: want 1 or 0", opts.Get("insecure"))
-	}
-	return cfg, nil
+	cfg.InsecureSkipVerify = insecure
+	return cfg, "", nil
 }
-
-// timedHop gives one hop a handshake timeout of its own (?timeout=).
-type timedHop struct {
-	Hop
-	timeout time.Duration
-}
-
-func (t *timedHop) HandshakeTimeout() time.Duration { return t.timeout }
 
 // redact hides everything before the last '@' after the scheme.
 func redact(raw string) string {

@@ -3,6 +3,7 @@ package chain
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseHop(t *testing.T) {
@@ -35,7 +36,12 @@ func TestParseHop(t *testing.T) {
 		{url: "socks5://h:1?timeout=soon", wantErr: "not a positive duration"},
 		{url: "socks4://u:pw@h:1", wantErr: "no password"},
 		{url: "https://h?insecure=maybe", wantErr: "want 1 or 0"},
-		{url: "https://h?pipeline=1", wantErr: `unknown option "pipeline"`}, // TLS to the hop takes round trips anyway
+		{url: "socks5s://h?pin=sha256:abc", wantErr: "want sha256:<43 base64url"},
+		{url: "socks5s://h?pin=" + strings.Repeat("A", 43), wantErr: "want sha256:<43 base64url"},
+		{url: "socks5s://h?pin=" + testPin + "&insecure=1", wantErr: "leave out ca= and insecure="},
+		{url: "socks5s://h?pipeline=1", wantErr: `unknown option "pipeline"`}, // always pipelined inside TLS
+		{url: "socks5://h?pin=" + testPin, wantErr: `unknown option "pin"`},   // a plain link has no key to pin
+		{url: "https://h?pipeline=1", wantErr: `unknown option "pipeline"`},   // TLS to the hop takes round trips anyway
 		{url: "socks4a://h?pipeline=1", wantErr: `unknown option "pipeline"`},
 		{url: "http://h?pipeline=yes", wantErr: "want 1 or 0"},
 		{url: "https://h?ca=/nonexistent/ca.pem", wantErr: "ca:"},
@@ -88,13 +94,18 @@ func TestParseHopSchemes(t *testing.T) {
 		{"socks4://h:1081", "socks4 h:1081 "},
 		{"http://h", "http h:8080 : tls=false"},
 		{"HTTP://u:p%3Aq@h:3128", "http h:3128 u:p:q tls=false"},
-		{"https://u:p@proxy.example?sni=front.example", "https proxy.example:443 u:p tls=true sni=front.example insecure=false"},
-		{"https://127.0.0.1:8443?insecure=1", "https 127.0.0.1:8443 : tls=true sni=127.0.0.1 insecure=true"},
+		{"https://u:p@proxy.example?sni=front.example", "https proxy.example:443 u:p tls=true sni=front.example security=CA"},
+		{"https://127.0.0.1:8443?insecure=1", "https 127.0.0.1:8443 : tls=true sni=127.0.0.1 security=unverified"},
 		{"socks5://h:1?timeout=250ms", "socks5 h:1 timeout=250ms"},
 		{"socks5://h:1?pipeline=1", "socks5 h:1 pipeline"},
 		{"http://h?pipeline=1&timeout=1s", "http h:8080 : tls=false pipeline timeout=1s"},
 		{"socks4a://h?timeout=3s", "socks4a h:1080  timeout=3s"},
 		{"https://proxy.example?ca=/etc/ssl/a@b.pem&insecure=1", ""}, // '@' in the query: not a user part
+		{"socks5s://u:p@hop.example?pin=" + testPin, "socks5s hop.example:443 u:p security=pinned sni="},
+		{"socks5s://hop.example:9001?pin=" + testPin + "&sni=cdn.example&timeout=2s", "socks5s hop.example:9001 : security=pinned sni=cdn.example timeout=2s"},
+		{"socks5s://hop.example:9001", "socks5s hop.example:9001 : security=CA sni=hop.example"},
+		{"socks5s://127.0.0.1:9001?insecure=1", "socks5s 127.0.0.1:9001 : security=unverified sni=127.0.0.1"},
+		{"https://u:p@proxy.example?pin=" + testPin, "https proxy.example:443 u:p tls=true sni= security=pinned"},
 	}
 	for _, tt := range tests {
 		h, err := ParseHop(tt.url)
@@ -115,11 +126,21 @@ func TestParseHopSchemes(t *testing.T) {
 }
 
 func summary(h Hop) string {
+	s := summaryOf(h)
+	if t := h.(interface{ HandshakeTimeout() time.Duration }).HandshakeTimeout(); t != 0 {
+		s += " timeout=" + t.String()
+	}
+	return s
+}
+
+func summaryOf(h Hop) string {
 	switch h := h.(type) {
-	case *timedHop:
-		return summary(h.Hop) + " timeout=" + h.HandshakeTimeout().String()
 	case *SOCKS5:
-		return "socks5 " + h.Addr() + map[bool]string{true: " pipeline"}[h.Pipeline]
+		s := "socks5 " + h.Addr() + map[bool]string{true: " pipeline"}[h.Pipeline]
+		if h.TLS != nil {
+			s = "socks5s " + h.Addr() + " " + h.User + ":" + h.Password + " security=" + Security(h) + " sni=" + h.TLS.ServerName
+		}
+		return s
 	case *SOCKS4:
 		kind := "socks4"
 		if h.A {
@@ -131,7 +152,10 @@ func summary(h Hop) string {
 			return "http " + h.Addr() + " " + h.User + ":" + h.Password + " tls=false" + map[bool]string{true: " pipeline"}[h.Pipeline]
 		}
 		return "https " + h.Addr() + " " + h.User + ":" + h.Password + " tls=true sni=" + h.TLS.ServerName +
-			" insecure=" + map[bool]string{true: "true", false: "false"}[h.TLS.InsecureSkipVerify]
+			" security=" + Security(h)
 	}
 	return "?"
 }
+
+// testPin is a well-formed pin of no key.
+var testPin = "sha256:" + strings.Repeat("A", 43)

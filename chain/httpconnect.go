@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"syscall"
+	"time"
 )
 
 // HTTPConnect is an HTTP proxy hop that tunnels with CONNECT (RFC 9110
@@ -28,19 +29,26 @@ type HTTPConnect struct {
 	// http:// only): the proxy must read just the request head and relay
 	// the rest once connected.
 	Pipeline bool
+	// Pin is the pin TLS checks, if any (https://...?pin=).
+	Pin string
+	// Timeout bounds this hop's handshake (0: the chain's).
+	Timeout time.Duration
 }
 
 // Addr returns the proxy's host:port.
 func (h *HTTPConnect) Addr() string { return h.Address }
+
+// HandshakeTimeout is this hop's own handshake timeout, if any.
+func (h *HTTPConnect) HandshakeTimeout() time.Duration { return h.Timeout }
 
 // Connect asks the proxy to open a tunnel to addr. The name in addr goes
 // to the proxy as a name.
 func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
 	c := conn
 	if h.TLS != nil {
-		tc := tls.Client(conn, h.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, fmt.Errorf("TLS to the proxy: %w", err)
+		tc, err := startLayer(ctx, conn, h.TLS)
+		if err != nil {
+			return nil, err
 		}
 		c = tc
 	}

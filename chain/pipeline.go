@@ -21,11 +21,8 @@ type pipelined interface {
 	readReplies(conn net.Conn) error
 }
 
-// pipelinedOf returns h's pipelined side, looking through option wrappers.
+// pipelinedOf returns h's pipelined side, if it pipelines.
 func pipelinedOf(h Hop) pipelined {
-	if t, ok := h.(*timedHop); ok {
-		h = t.Hop
-	}
 	if p, ok := h.(pipelined); ok && p.pipelines() {
 		return p
 	}

@@ -41,7 +41,7 @@ func twoHopHandshakes(hop2, dest string) []byte {
 
 func pipelinedPair(addr string) []Hop {
 	return []Hop{&SOCKS5{Address: addr, Pipeline: true},
-		&timedHop{Hop: &SOCKS5{Address: "hop2.example:1080", User: "u", Password: "p", Pipeline: true}, timeout: time.Second}}
+		&SOCKS5{Address: "hop2.example:1080", User: "u", Password: "p", Pipeline: true, Timeout: time.Second}}
 }
 
 func TestPipelinedRunSendsAllHandshakesAtOnce(t *testing.T) {

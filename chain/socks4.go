@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // SOCKS4 is a SOCKS4 or SOCKS4a hop. With A set (socks4a://), a name is
@@ -16,10 +17,15 @@ type SOCKS4 struct {
 	Address string
 	UserID  string
 	A       bool
+	// Timeout bounds this hop's handshake (0: the chain's).
+	Timeout time.Duration
 }
 
 // Addr returns the proxy's host:port.
 func (h *SOCKS4) Addr() string { return h.Address }
+
+// HandshakeTimeout is this hop's own handshake timeout, if any.
+func (h *SOCKS4) HandshakeTimeout() time.Duration { return h.Timeout }
 
 // Connect sends one CONNECT request and reads the 8-byte reply; the conn
 // is returned as it is.

@@ -2,10 +2,12 @@ package chain
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // SOCKS5 is a SOCKS5 hop (RFC 1928, with RFC 1929 user/password auth).
@@ -23,17 +25,35 @@ type SOCKS5 struct {
 	// replies after (?pipeline=1): one round trip instead of two or three.
 	// Off by default: a server must read exactly what each step needs.
 	Pipeline bool
+	// TLS, if set, makes this a layered hop (socks5s://): the handshake
+	// and everything after it travel inside TLS to the proxy, always
+	// pipelined, since our serve answers nothing until it has the greeting
+	// and the auth together. Pin is the pin TLS checks, if any.
+	TLS *tls.Config
+	Pin string
+	// Timeout bounds this hop's handshake (0: the chain's).
+	Timeout time.Duration
 }
 
 // Addr returns the proxy's host:port.
 func (h *SOCKS5) Addr() string { return h.Address }
 
+// HandshakeTimeout is this hop's own handshake timeout, if any.
+func (h *SOCKS5) HandshakeTimeout() time.Duration { return h.Timeout }
+
 // Connect runs the client handshake on conn and returns conn itself, so
 // the relay keeps copying between raw TCP connections. Replies are read
 // exactly, with no read-ahead, so no byte of the stream is buffered here.
 // Deadlines are the caller's (Chain bridges its context to them).
-func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Conn, error) {
-	if h.Pipeline {
+func (h *SOCKS5) Connect(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
+	if h.TLS != nil {
+		tc, err := startLayer(ctx, conn, h.TLS)
+		if err != nil {
+			return nil, err
+		}
+		conn = tc
+	}
+	if h.Pipeline || h.TLS != nil {
 		// Offering one method, the server can only take it or refuse, so
 		// everything can go at once; the replies are read in order.
 		b, err := h.handshakeBytes(addr)
@@ -64,7 +84,7 @@ func (h *SOCKS5) Connect(_ context.Context, conn net.Conn, addr string) (net.Con
 	return conn, nil
 }
 
-func (h *SOCKS5) pipelines() bool { return h.Pipeline }
+func (h *SOCKS5) pipelines() bool { return h.Pipeline && h.TLS == nil }
 
 func (h *SOCKS5) handshakeBytes(addr string) ([]byte, error) {
 	return appendSOCKS5Addr(append(h.greeting(), 5, 1, 0), addr)
@@ -114,7 +134,19 @@ func readConnectReply(conn net.Conn) error {
 // Probe runs the greeting and, if the hop wants it, the auth, without
 // asking to connect anywhere: a health check that never reaches the
 // destination side.
-func (h *SOCKS5) Probe(_ context.Context, conn net.Conn) error { return h.greet(conn) }
+func (h *SOCKS5) Probe(ctx context.Context, conn net.Conn) error {
+	if h.TLS == nil {
+		return h.greet(conn)
+	}
+	tc, err := startLayer(ctx, conn, h.TLS)
+	if err != nil {
+		return err
+	}
+	if _, err := tc.Write(h.greeting()); err != nil {
+		return err
+	}
+	return h.readGreetReplies(tc)
+}
 
 // greeting is the method offer, followed by the RFC 1929 auth request
 // when the hop has a user.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,16 +17,22 @@ import (
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/internal/layer"
 	"github.com/veilchain/veilchain/socks"
 )
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "run a hop/exit server: SOCKS4/4a/5 and HTTP CONNECT on one port, or HTTPS CONNECT with --tls-cert",
-		Description: "As an exit it resolves names itself and refuses loopback, private, link-local, CGNAT,\n" +
+		Usage: "run a hop/exit server: SOCKS5 and HTTP CONNECT inside TLS (socks5s:// and https:// hops), plain SOCKS4/4a/5 and HTTP on loopback",
+		Description: "It speaks TLS 1.3 with a key of its own, made on first start in --state-dir and kept,\n" +
+			"and prints the hop URL for clients, with the key's pin: socks5s://HOST:PORT?pin=sha256:...\n" +
+			"Clients authenticate inside TLS; anyone else (a prober, a browser) meets an ordinary web\n" +
+			"server: a plain page, or the site given by --decoy. Plain SOCKS and HTTP clients are\n" +
+			"served on the same port when it is on loopback, or with --allow-plain.\n" +
+			"As an exit it resolves names itself and refuses loopback, private, link-local, CGNAT,\n" +
 			"unspecified and multicast destinations, checked on the address it dials.\n" +
-			"With --tls-cert and --tls-key it is an HTTPS proxy (CONNECT over TLS), for https:// hop URLs.",
+			"Command lines are visible to other users (ps): prefer a config over --user on shared machines.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "address to listen on", Value: "127.0.0.1:1080"},
 			&cli.StringSliceFlag{Name: "user", Usage: "require RFC 1929 auth; `NAME:PASS` (repeatable)"},
@@ -33,7 +41,11 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-open", Usage: "listen on a non-loopback address without --user (an open proxy)"},
 			&cli.StringFlag{Name: "resolver", Usage: "resolve destination names with the DNS server at `HOST:PORT` instead of the system's"},
 			&cli.StringFlag{Name: "outbound-ip", Usage: "source `IP` of outgoing connections"},
-			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate `FILE`: serve HTTPS CONNECT (an https:// hop) instead of SOCKS and HTTP"},
+			&cli.StringFlag{Name: "state-dir", Usage: "where the hop's key and certificate are kept (default: " + defaultStateDirText() + ")"},
+			&cli.BoolFlag{Name: "print-url", Usage: "print the hop URL for clients (making the key if there is none yet) and exit"},
+			&cli.BoolFlag{Name: "allow-plain", Usage: "also serve plain SOCKS and HTTP clients on a non-loopback listener: their credentials and destinations cross the network unencrypted"},
+			&cli.StringFlag{Name: "decoy", Usage: "what clients that do not authenticate see: a reverse proxy to this http(s) `URL` (default: a plain page)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate `FILE` to serve instead of the self-signed one (for clients that verify by CA)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key `FILE` for --tls-cert"},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on a client's SOCKS handshake", Value: socks.DefaultHandshakeTimeout},
 			&cli.DurationFlag{Name: "connect-timeout", Usage: "bound on each outgoing connect", Value: 10 * time.Second},
@@ -84,41 +96,123 @@ func serveAction(c *cli.Context) error {
 		}
 	}
 	timeout := c.Duration("handshake-timeout")
-	var auth socks.Authenticator // stays nil without --user: a nil map would still be non-nil here
-	if creds != nil {
-		auth = creds
+	id, err := serveIdentity(c.String("state-dir"), c.String("tls-cert"), c.String("tls-key"))
+	if err != nil {
+		return err
 	}
-	httpSrv := &httpproxy.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, TunnelIdleTimeout: c.Duration("tunnel-idle"), Logger: log}
-	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
-	if (certFile == "") != (keyFile == "") {
-		return fmt.Errorf("--tls-cert and --tls-key go together")
+	if c.Bool("print-url") {
+		fmt.Fprintln(c.App.Writer, hopURL(addr, id.Pin, creds))
+		return nil
 	}
-	var tlsConfig *tls.Config
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	var decoySite *url.URL
+	if d := c.String("decoy"); d != "" {
+		if decoySite, err = layer.ParseDecoy(d); err != nil {
+			return err
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	plain := isLoopback(addr) || c.Bool("allow-plain")
+	var auth socks.Authenticator // stays nil without --user: a nil map would still be non-nil here
+	gate := &layer.Gate{TLS: &tls.Config{Certificates: []tls.Certificate{id.Cert}}, Timeout: timeout}
+	if creds != nil {
+		auth, gate.Auth = creds, creds.Authenticate
+	}
+	newSOCKS := func() frontEnd {
+		return &socks.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, IdleTimeout: c.Duration("tunnel-idle"), Logger: log}
+	}
+	newHTTP := func() frontEnd {
+		return &httpproxy.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, TunnelIdleTimeout: c.Duration("tunnel-idle"), Logger: log}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	var servers []server
-	kind := "SOCKS4/4a/5 and HTTP CONNECT"
-	if tlsConfig != nil {
-		kind = "HTTPS CONNECT"
-		servers = []server{{httpSrv, tls.NewListener(ln, tlsConfig)}}
-	} else {
-		socksLn, httpLn := conns.Sniff(ln, timeout)
-		servers = []server{
-			{&socks.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, IdleTimeout: c.Duration("tunnel-idle"), Logger: log}, socksLn},
-			{httpSrv, httpLn},
-		}
+	tlsLn := ln
+	if plain {
+		lns := conns.Split(ln, 3, timeout, byFirstByte)
+		tlsLn = lns[0]
+		servers = append(servers, server{newSOCKS(), lns[1]}, server{newHTTP(), lns[2]})
 	}
-	log.Info("serving hop", "addr", ln.Addr().String(), "protocols", kind, "auth", creds != nil, "allow_private", exit.AllowPrivate)
+	socksLn, httpLn, decoyLn := gate.Split(tlsLn)
+	servers = append(servers, server{newSOCKS(), socksLn}, server{newHTTP(), httpLn}, server{layer.Decoy(decoySite), decoyLn})
+	u := hopURL(ln.Addr().String(), id.Pin, creds)
+	if plain && !isLoopback(addr) {
+		log.Warn("plain SOCKS and HTTP are served on a non-loopback address (--allow-plain): their clients' credentials and destinations cross the network unencrypted")
+	}
+	switch {
+	case id.Created:
+		log.Info("made a new key for this hop: give clients the hop URL", "state_dir", c.String("state-dir"))
+	case id.Renewed:
+		log.Info("renewed the hop's certificate; the key and its pin are unchanged")
+	}
+	log.Info("serving hop", "addr", ln.Addr().String(), "url", u, "plain", plain, "auth", creds != nil, "allow_private", exit.AllowPrivate)
+	fmt.Fprintln(c.App.Writer, u)
 	return serveUntilDone(c.Context, log, c.Duration("shutdown-grace"), servers)
+}
+
+// byFirstByte routes a plain-allowed serve port's clients: TLS (a
+// handshake record starts 0x16) to the gate, SOCKS 4 and 5 and HTTP to
+// their plain servers, untouched, so the relay can still splice.
+func byFirstByte(c net.Conn) (net.Conn, int) {
+	switch b, err := conns.PeekByte(c); {
+	case err != nil:
+		c.Close()
+		return nil, -1
+	case b == 0x16:
+		return c, 0
+	case b == 4 || b == 5:
+		return c, 1
+	}
+	return c, 2
+}
+
+// serveIdentity is the hop's certificate: --tls-cert's, or the one kept
+// in the state dir (made on first start).
+func serveIdentity(stateDir, certFile, keyFile string) (*layer.Identity, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		return &layer.Identity{Cert: cert, Pin: chain.PinOf(cert.Leaf)}, nil
+	}
+	if stateDir == "" {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return nil, fmt.Errorf("no place for the hop's key (%w): give --state-dir", err)
+		}
+		stateDir = filepath.Join(dir, "veilchain", "serve")
+	}
+	id, err := layer.LoadOrCreate(stateDir, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("--state-dir: %w", err)
+	}
+	return id, nil
+}
+
+func defaultStateDirText() string {
+	if dir, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(dir, "veilchain", "serve")
+	}
+	return "the user's config dir/veilchain/serve"
+}
+
+// hopURL is the URL a client gives for this hop. An unspecified listen
+// address (0.0.0.0, ::) cannot say how clients reach it: HOST stands in.
+// Passwords are never printed.
+func hopURL(listen, pin string, creds socks.Credentials) string {
+	host, port, _ := net.SplitHostPort(listen)
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = "HOST"
+	}
+	user := ""
+	if len(creds) > 0 {
+		user = "USER:PASSWORD@"
+	}
+	return "socks5s://" + user + net.JoinHostPort(host, port) + "?pin=" + pin
 }
 
 // dnsResolver resolves with the DNS server at addr only.

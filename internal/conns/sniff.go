@@ -3,7 +3,6 @@ package conns
 import (
 	"errors"
 	"net"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -15,73 +14,23 @@ import (
 // sends nothing within timeout is closed. Closing both returned listeners
 // closes ln.
 func Sniff(ln net.Listener, timeout time.Duration) (socks, http net.Listener) {
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	m := &sniffer{parent: ln, timeout: timeout, done: make(chan struct{})}
-	m.socks = &childListener{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
-	m.http = &childListener{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
-	go m.accept()
-	return m.socks, m.http
-}
-
-type sniffer struct {
-	parent      net.Listener
-	timeout     time.Duration
-	socks, http *childListener
-
-	mu   sync.Mutex
-	open int // children not yet closed
-	done chan struct{}
-	err  error
-}
-
-func (m *sniffer) accept() {
-	defer close(m.done)
-	var backoff time.Duration
-	for {
-		c, err := m.parent.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				m.mu.Lock()
-				m.err = err
-				m.mu.Unlock()
-				return
-			}
-			// Out of file descriptors and the like: wait, then go on.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
+	lns := Split(ln, 2, timeout, func(c net.Conn) (net.Conn, int) {
+		switch b, err := PeekByte(c); {
+		case err != nil:
+			c.Close()
+			return nil, -1
+		case b == 4 || b == 5:
+			return c, 0
 		}
-		backoff = 0
-		go m.route(c)
-	}
-}
-
-// route peeks at c's first byte and hands c to the matching listener.
-func (m *sniffer) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(m.timeout))
-	b, err := peekByte(c)
-	c.SetReadDeadline(time.Time{})
-	if err != nil {
-		c.Close()
-		return
-	}
-	to := m.http
-	if b == 4 || b == 5 {
-		to = m.socks
-	}
-	select {
-	case to.conns <- c:
-	case <-to.closed:
-		c.Close()
-	}
+		return c, 1
+	})
+	return lns[0], lns[1]
 }
 
 var errNotTCP = errors.New("sniffing needs a TCP connection")
 
-// peekByte returns the first unread byte of c without consuming it.
-func peekByte(c net.Conn) (byte, error) {
+// PeekByte returns the first unread byte of c without consuming it.
+func PeekByte(c net.Conn) (byte, error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return 0, errNotTCP
@@ -108,39 +57,3 @@ func peekByte(c net.Conn) (byte, error) {
 	return b[0], nil
 }
 
-// childListener is one side of a Sniff.
-type childListener struct {
-	m         *sniffer
-	conns     chan net.Conn
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (l *childListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	case <-l.m.done:
-		l.m.mu.Lock()
-		defer l.m.mu.Unlock()
-		return nil, l.m.err
-	}
-}
-
-func (l *childListener) Close() error {
-	l.closeOnce.Do(func() {
-		close(l.closed)
-		l.m.mu.Lock()
-		l.m.open++
-		both := l.m.open == 2
-		l.m.mu.Unlock()
-		if both {
-			l.m.parent.Close()
-		}
-	})
-	return nil
-}
-
-func (l *childListener) Addr() net.Addr { return l.m.parent.Addr() }

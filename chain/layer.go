@@ -1,0 +1,123 @@
+package chain
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// A layer is TLS 1.3 from us to one hop, inside the tunnel through the
+// hops before it: hop k sees only TLS to hop k+1, and the credentials and
+// destination meant for hop k+1 travel inside it. Our own hops (`veilchain
+// serve`) are verified by a pin, the SHA-256 of their public key, so no CA
+// is needed; a hop with a real certificate can be verified by CA instead.
+
+// Pin formats: "sha256:" and the unpadded base64url of the SHA-256 of a
+// certificate's SubjectPublicKeyInfo. base64url, because '+', '/' and '='
+// would need escaping in a URL's query.
+const pinPrefix = "sha256:"
+
+// PinOf returns the pin of cert's public key. A certificate renewed with
+// the same key keeps its pin.
+func PinOf(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return pinPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// ParsePin checks a pin as written in a hop URL and returns it in its
+// canonical form.
+func ParsePin(s string) (string, error) {
+	b64, ok := strings.CutPrefix(s, pinPrefix)
+	if !ok {
+		return "", fmt.Errorf("pin %q: want sha256:<43 base64url characters>, as `veilchain serve` prints it", s)
+	}
+	sum, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil || len(sum) != sha256.Size {
+		return "", fmt.Errorf("pin %q: want sha256:<43 base64url characters>, as `veilchain serve` prints it", s)
+	}
+	return pinPrefix + base64.RawURLEncoding.EncodeToString(sum), nil
+}
+
+// PinMismatchError is a hop whose key is not the one its URL pins: the
+// hop's key changed, or something else answers at its address.
+type PinMismatchError struct {
+	Want, Got string
+}
+
+func (e *PinMismatchError) Error() string {
+	return fmt.Sprintf("the hop's key is %s but its URL pins %s: the key changed, or this is not that hop", e.Got, e.Want)
+}
+
+// ErrLayer marks a failed TLS layer to a hop (handshake or verification):
+// nothing of the hop's protocol was sent.
+var ErrLayer = errors.New("TLS to the hop")
+
+// layerALPN is what a browser offers; our serve picks http/1.1 from it,
+// and it is sent inside the encrypted part of the handshake, so a
+// watcher sees only this ordinary offer.
+var layerALPN = []string{"h2", "http/1.1"}
+
+// pinnedConfig is the TLS to a hop verified by its pin and nothing else.
+// The SNI is sni, or none when sni is empty: a pin needs no name.
+func pinnedConfig(pin, sni string) *tls.Config {
+	return &tls.Config{
+		ServerName:         sni,
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         layerALPN,
+		InsecureSkipVerify: true, // replaced by the pin check below, which runs on every handshake
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("the hop sent no certificate")
+			}
+			if got := PinOf(cs.PeerCertificates[0]); got != pin {
+				return &PinMismatchError{Want: pin, Got: got}
+			}
+			return nil
+		},
+	}
+}
+
+// startLayer runs the TLS handshake of a layer on conn. It returns only
+// when the hop is verified: before that, not one byte of the hop's own
+// protocol has been written.
+func startLayer(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLayer, err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p == "h2" {
+		// Offered to look like a browser; the hop would expect HTTP/2.
+		tc.Close()
+		return nil, fmt.Errorf("%w: the hop chose HTTP/2, which is not a proxy protocol", ErrLayer)
+	}
+	return tc, nil
+}
+
+// Security says how the link to h is protected, for `check` and the
+// warnings at start: "pinned", "CA", "unverified" (insecure=1) or "" (a
+// plain link: the hop before it, and the network in between, read it).
+func Security(h Hop) string {
+	var cfg *tls.Config
+	var pin string
+	switch h := h.(type) {
+	case *SOCKS5:
+		cfg, pin = h.TLS, h.Pin
+	case *HTTPConnect:
+		cfg, pin = h.TLS, h.Pin
+	}
+	switch {
+	case cfg == nil:
+		return ""
+	case pin != "":
+		return "pinned"
+	case cfg.InsecureSkipVerify:
+		return "unverified"
+	}
+	return "CA"
+}
