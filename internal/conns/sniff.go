@@ -56,4 +56,3 @@ func PeekByte(c net.Conn) (byte, error) {
 	}
 	return b[0], nil
 }
-
