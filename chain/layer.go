@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -97,6 +98,64 @@ func startLayer(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn,
 		return nil, fmt.Errorf("%w: the hop chose HTTP/2, which is not a proxy protocol", ErrLayer)
 	}
 	return tc, nil
+}
+
+// PlainLinks says, one sentence each, what crosses a link of hops
+// unprotected: a plain link that leaves this machine, and every plain
+// link after the first, which the hop before it reads whatever its
+// address. A link to a hop by TLS without verification is named too.
+func PlainLinks(hops []Hop) []string {
+	var out []string
+	for i, pos := range hops {
+		members := []Hop{pos}
+		if p, ok := pos.(*Pool); ok {
+			members = p.Members
+		}
+		for _, h := range members {
+			what := "every destination name"
+			if i+1 < len(hops) {
+				what = fmt.Sprintf("hop %d's address", i+2)
+			}
+			if hasUser(h) {
+				what = fmt.Sprintf("hop %d's password and %s", i+1, what)
+			}
+			switch Security(h) {
+			case "unverified":
+				out = append(out, fmt.Sprintf("hop %d (%s) is TLS without verification (insecure=1): whoever is on the path can pose as it and read %s", i+1, h.Addr(), what))
+			case "":
+				if i == 0 && isLoopbackHost(h.Addr()) {
+					continue // stays on this machine
+				}
+				where := "the network"
+				if i > 0 {
+					where = fmt.Sprintf("hop %d", i)
+				}
+				out = append(out, fmt.Sprintf("hop %d (%s) is a plain link: %s cross %s unencrypted; use socks5s:// with the pin its serve prints", i+1, h.Addr(), what, where))
+			}
+		}
+	}
+	return out
+}
+
+func hasUser(h Hop) bool {
+	switch h := h.(type) {
+	case *SOCKS5:
+		return h.User != ""
+	case *HTTPConnect:
+		return h.User != ""
+	case *SOCKS4:
+		return h.UserID != ""
+	}
+	return false
+}
+
+func isLoopbackHost(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Security says how the link to h is protected, for `check` and the

@@ -15,6 +15,7 @@ type HopReport struct {
 	Reachable bool          `json:"reachable"`
 	Latency   time.Duration `json:"latency_ns"` // reaching it through the hops before, and its greeting
 	Auth      string        `json:"auth"`       // "ok", "refused", or "n/a" for hop types without a check
+	Encrypted string        `json:"encrypted"`  // "yes (pinned)", "yes (CA)", "yes (unverified)" or "no"
 	Err       string        `json:"error,omitempty"`
 }
 
@@ -49,7 +50,10 @@ func (c *Chain) Probe(ctx context.Context) []HopReport {
 }
 
 func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopReport {
-	r := HopReport{Position: i + 1, Addr: h.Addr(), Auth: "n/a"}
+	r := HopReport{Position: i + 1, Addr: h.Addr(), Auth: "n/a", Encrypted: "no"}
+	if s := Security(h); s != "" {
+		r.Encrypted = "yes (" + s + ")"
+	}
 	start := time.Now()
 	var conn net.Conn
 	var err error

@@ -178,13 +178,13 @@ func printReports(w io.Writer, reports []chainReport) {
 		}
 		fmt.Fprintf(w, "chain %s (%s): %s\n", r.Name, r.Mode, status)
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  #\thop\treachable\tauth\tlatency\terror")
+		fmt.Fprintln(tw, "  #\thop\tencrypted\treachable\tauth\tlatency\terror")
 		for _, h := range r.Hops {
 			reach, lat := "yes", h.Latency.Round(100*time.Microsecond).String()
 			if !h.Reachable {
 				reach, lat = "NO", "-"
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, reach, h.Auth, lat, h.Err)
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, h.Encrypted, reach, h.Auth, lat, h.Err)
 		}
 		tw.Flush()
 		if r.Exit != "" {

@@ -127,6 +127,9 @@ func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Diale
 		addrs = append(addrs, "{"+strings.Join(ms, " | ")+"}")
 	}
 	log.Info("chain", "name", name, "mode", cmp.Or(ch.Mode, "strict"), "hops", strings.Join(addrs, " -> "))
+	for _, w := range chain.PlainLinks(c.Hops) {
+		log.Warn(w, "chain", name)
+	}
 	return c, nil
 }
 
