@@ -67,14 +67,19 @@ func (e *Exit) control(network, address string, c syscall.RawConn) error {
 }
 
 // guard runs after resolution, just before connect(2), on the real address.
+// An IPv6 address that carries an IPv4 one (see EmbeddedIPv4) is refused
+// when either of the two is: NAT64 or 6to4 would carry it to that IPv4
+// address.
 func (e *Exit) guard(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrForbidden, err)
 	}
 	ip := ap.Addr().Unmap()
-	if Forbidden(ip) && !slices.ContainsFunc(e.Allow, func(p netip.Prefix) bool { return p.Contains(ip) }) {
-		return fmt.Errorf("%w: %s is in a local or private range", ErrForbidden, ip)
+	for _, a := range addrsOf(ip) {
+		if forbidden(a) && !slices.ContainsFunc(e.Allow, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			return fmt.Errorf("%w: %s is in a local or private range", ErrForbidden, ip)
+		}
 	}
 	return nil
 }
@@ -84,14 +89,26 @@ var forbiddenPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("100.64.0.0/10"),      // CGNAT (RFC 6598)
 	netip.MustParsePrefix("192.0.0.0/24"),       // IETF protocol assignments
 	netip.MustParsePrefix("255.255.255.255/32"), // limited broadcast
-	netip.MustParsePrefix("64:ff9b:1::/48"),     // local-use NAT64 (RFC 8215)
+	netip.MustParsePrefix("64:ff9b:1::/48"),     // local-use NAT64 (RFC 8215): the exit's own network
 }
 
 // Forbidden reports whether an exit refuses ip by default: loopback,
 // private (RFC 1918, fc00::/7), link-local (which holds cloud metadata
-// addresses), CGNAT, unspecified, multicast and broadcast.
+// addresses), CGNAT, unspecified, multicast and broadcast, and any IPv6
+// address that carries such an IPv4 address (see EmbeddedIPv4).
 func Forbidden(ip netip.Addr) bool {
-	ip = ip.Unmap()
+	return slices.ContainsFunc(addrsOf(ip.Unmap()), forbidden)
+}
+
+// addrsOf is ip and, if it carries one, its embedded IPv4 address.
+func addrsOf(ip netip.Addr) []netip.Addr {
+	if v4, ok := EmbeddedIPv4(ip); ok {
+		return []netip.Addr{ip, v4}
+	}
+	return []netip.Addr{ip}
+}
+
+func forbidden(ip netip.Addr) bool {
 	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() ||
 		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() {
@@ -103,4 +120,47 @@ func Forbidden(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052
+	nat64LocalUse  = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215
+	ipv4Compatible = netip.MustParsePrefix("::/96")          // RFC 4291, deprecated
+	sixToFour      = netip.MustParsePrefix("2002::/16")      // RFC 3056
+	teredo         = netip.MustParsePrefix("2001::/32")      // RFC 4380
+)
+
+// EmbeddedIPv4 returns the IPv4 address an IPv6 address stands for, which
+// a translator or tunnel on the way would reach in its place:
+//
+//	::ffff:a.b.c.d        IPv4-mapped
+//	::a.b.c.d             IPv4-compatible (not :: or ::1 themselves)
+//	64:ff9b::a.b.c.d      NAT64 well-known prefix, the last 32 bits
+//	64:ff9b:1::/48        local-use NAT64, taken as a /96 (the last 32 bits)
+//	2002:AABB:CCDD::/48   6to4, bits 16-48
+//	2001:0:S:S:F:P:C:C    Teredo, the client is the last 32 bits XOR 0xffffffff
+func EmbeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	if ip.Is4In6() {
+		return ip.Unmap(), true
+	}
+	if !ip.Is6() {
+		return netip.Addr{}, false
+	}
+	ip = ip.WithZone("")
+	b := ip.As16()
+	last := [4]byte{b[12], b[13], b[14], b[15]}
+	switch {
+	case ipv4Compatible.Contains(ip):
+		if ip == netip.IPv6Unspecified() || ip == netip.IPv6Loopback() {
+			return netip.Addr{}, false
+		}
+		return netip.AddrFrom4(last), true
+	case nat64WellKnown.Contains(ip), nat64LocalUse.Contains(ip):
+		return netip.AddrFrom4(last), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	case teredo.Contains(ip):
+		return netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}), true
+	}
+	return netip.Addr{}, false
 }

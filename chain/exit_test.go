@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +34,75 @@ func TestForbidden(t *testing.T) {
 	} {
 		if got := chain.Forbidden(netip.MustParseAddr(tt.ip)); got != tt.forbidden {
 			t.Errorf("Forbidden(%s) = %v, want %v", tt.ip, got, tt.forbidden)
+		}
+	}
+}
+
+// An IPv6 address that stands for an IPv4 one (NAT64, 6to4, Teredo,
+// IPv4-compatible or -mapped) is refused when that IPv4 address is.
+func TestForbiddenEmbeddedIPv4(t *testing.T) {
+	for _, tt := range []struct {
+		ip        string
+		embedded  string // "" when ip carries none
+		forbidden bool
+	}{
+		{"64:ff9b::7f00:1", "127.0.0.1", true},
+		{"64:ff9b::10.1.2.3", "10.1.2.3", true},
+		{"64:ff9b::169.254.169.254", "169.254.169.254", true},
+		{"64:ff9b::100.64.0.1", "100.64.0.1", true},
+		{"64:ff9b::8.8.8.8", "8.8.8.8", false},
+		{"64:ff9b:1::127.0.0.1", "127.0.0.1", true},
+		{"64:ff9b:1::8.8.8.8", "8.8.8.8", true}, // local-use NAT64: the exit's own network, refused whole
+		{"::127.0.0.1", "127.0.0.1", true},
+		{"::192.168.0.1", "192.168.0.1", true},
+		{"::8.8.8.8", "8.8.8.8", false},
+		{"::ffff:169.254.169.254", "169.254.169.254", true},
+		{"2002:7f00:1::1", "127.0.0.1", true},
+		{"2002:a9fe:a9fe:1::5", "169.254.169.254", true},
+		{"2002:c0a8:101::1", "192.168.1.1", true},
+		{"2002:808:808::1", "8.8.8.8", false},
+		// Teredo: server 65.54.227.120, client obfuscated (XOR 0xffffffff).
+		{"2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1", true},
+		{"2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1", true},
+		{"2001:0:4136:e378:8000:63bf:f7f7:f7f7", "8.8.8.8", false},
+		{"::1", "", true}, {"::", "", true},
+		{"2001:4860:4860::8888", "", false}, {"2001:db9::1", "", false},
+	} {
+		ip := netip.MustParseAddr(tt.ip)
+		if got := chain.Forbidden(ip); got != tt.forbidden {
+			t.Errorf("Forbidden(%s) = %v, want %v", tt.ip, got, tt.forbidden)
+		}
+		v4, ok := chain.EmbeddedIPv4(ip)
+		if want := tt.embedded; ok != (want != "") || ok && v4 != netip.MustParseAddr(want) {
+			t.Errorf("EmbeddedIPv4(%s) = %v, %v; want %q", tt.ip, v4, ok, want)
+		}
+	}
+}
+
+// The guard checks the embedded address of what it dials, and --allow
+// ranges let it through the same way.
+func TestExitGuardEmbeddedIPv4(t *testing.T) {
+	for _, tt := range []struct {
+		addr    string
+		allow   string
+		refused bool
+	}{
+		{"[64:ff9b::7f00:1]:80", "", true},
+		{"[2002:7f00:1::1]:80", "", true},
+		{"[2001:0:4136:e378:8000:63bf:80ff:fffe]:80", "", true},
+		{"[::10.0.0.1]:80", "", true},
+		{"[64:ff9b::a00:1]:80", "10.0.0.0/8", false},
+	} {
+		exit := &chain.Exit{Timeout: 100 * time.Millisecond}
+		if tt.allow != "" {
+			exit.Allow = []netip.Prefix{netip.MustParsePrefix(tt.allow)}
+		}
+		c, err := exit.DialContext(context.Background(), "tcp", tt.addr)
+		if c != nil {
+			c.Close()
+		}
+		if got := errors.Is(err, chain.ErrForbidden); got != tt.refused {
+			t.Errorf("dial %s (allow %q): err = %v, want refused %v", tt.addr, tt.allow, err, tt.refused)
 		}
 	}
 }
