@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -200,4 +201,75 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestBadBodyNeverReachesTheDestination: a request body that is broken
+// where the proxy can see it before forwarding (a bad chunk header, a
+// chunk without its CRLF, a body cut short) gets 400 from the proxy, and
+// the destination gets nothing: not a head followed by a close, which it
+// might act on. A good small body arrives whole.
+func TestBadBodyNeverReachesTheDestination(t *testing.T) {
+	const head = "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\n"
+	for _, tt := range []struct {
+		name string
+		req  string
+		code int
+		got  string // what the destination must have received; "" for nothing
+	}{
+		{"bad chunk size", head + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, ""},
+		{"chunk longer than its size", head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n", 400, ""},
+		{"second chunk bad", head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nq\r\nx\r\n0\r\n\r\n", 400, ""},
+		{"chunked cut short", head + "Transfer-Encoding: chunked\r\n\r\n5\r\nab", 400, ""},
+		{"length cut short", head + "Content-Length: 10\r\n\r\nabc", 400, ""},
+		{"good chunked", head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n", 200, "abcde"},
+		{"good length", head + "Content-Length: 3\r\n\r\nabc", 200, "abc"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			received := make(chan string, 1)
+			o := testnet.Accept(t, func(c net.Conn) {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					all, _ := io.ReadAll(br)
+					received <- fmt.Sprintf("a bad request (%v) %q", err, all)
+					return
+				}
+				body, err := io.ReadAll(req.Body)
+				if err != nil {
+					received <- fmt.Sprintf("a head and a broken body %q (%v)", body, err)
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				received <- string(body)
+			})
+			fc := &fakeChain{target: o}
+			proxy := testnet.Serve(t, &Server{Dialer: fc, IdleTimeout: 2 * time.Second})
+			c, br := rawConn(t, proxy)
+			io.WriteString(c, tt.req)
+			c.(*net.TCPConn).CloseWrite()
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the response: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.code {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.code)
+			}
+			if tt.got == "" {
+				if n := fc.dials.Load(); n != 0 {
+					t.Errorf("the chain was dialled %d times for a request the proxy refused", n)
+					select {
+					case got := <-received:
+						t.Errorf("the destination received %s", got)
+					case <-time.After(time.Second):
+					}
+				}
+				return
+			}
+			if got := <-received; got != tt.got {
+				t.Errorf("destination received body %q, want %q", got, tt.got)
+			}
+		})
+	}
 }
