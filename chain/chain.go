@@ -38,7 +38,10 @@ type Chain struct {
 
 // DialContext implements Dialer. Errors are *HopError naming the failing
 // hop. In every mode but Strict, a hop that fails is left out and the
-// connection tried again without it, a bounded number of times.
+// connection tried again without it, a bounded number of times. In every
+// mode, a pool member that fails is left out and the pool's position
+// taken by another member. Retries happen only while dialling, so before
+// any of the client's bytes was sent.
 func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -48,15 +51,19 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 	if len(c.Hops) == 0 {
 		return nil, ErrNoHops
 	}
+	// One try, and one more for each hop that may be left out: any
+	// pool member but the last of its pool, and in a mode but Strict any
+	// other hop too.
 	attempts := 1
-	if c.Mode != Strict {
-		attempts = 0
-		for _, h := range c.Hops {
-			if p, ok := h.(*Pool); ok {
-				attempts += len(p.Members)
-			} else {
-				attempts++
-			}
+	for _, h := range c.Hops {
+		p, ok := h.(*Pool)
+		switch {
+		case ok && c.Mode != Strict:
+			attempts += len(p.Members)
+		case ok:
+			attempts += len(p.Members) - 1
+		case c.Mode != Strict:
+			attempts++
 		}
 	}
 	skip := map[Hop]bool{}
@@ -73,6 +80,9 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		lastErr = err
 		if failed == nil || ctx.Err() != nil {
 			break // the destination failed, or the caller gave up: no other hop helps
+		}
+		if c.Mode == Strict && !c.pooled(failed) {
+			break // a strict chain takes every hop: without this one it cannot be built
 		}
 		skip[failed] = true
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -165,5 +166,89 @@ func TestProbe(t *testing.T) {
 	// and nothing else: no destination was asked for.
 	if n := h2.used.Load() - before; n != 1 {
 		t.Errorf("hop 2 connected onward %d times during the probe, want 1 (to hop 3)", n)
+	}
+}
+
+// A pool tries its next member within the same dial when one cannot be
+// reached, in a strict chain too: the first client after a member dies
+// gets through, and the dead member is marked for the ones after.
+func TestPoolFailsOverWithinOneDial(t *testing.T) {
+	dest := testnet.Echo(t)
+	deadAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	for _, tt := range []struct {
+		name string
+		mode chain.Mode
+		sel  chain.Selector
+		// where the pool stands, and its members: "dead" or "live"
+		poolAt  int
+		members []string
+		ok      bool
+	}{
+		{"strict, pool second", chain.Strict, chain.Failover, 1, []string{"dead", "live"}, true},
+		{"strict, pool first", chain.Strict, chain.Failover, 0, []string{"dead", "live"}, true},
+		{"strict, two dead", chain.Strict, chain.Failover, 1, []string{"dead", "dead", "live"}, true},
+		{"strict, round-robin", chain.Strict, chain.RoundRobinSelect, 1, []string{"dead", "live"}, true},
+		{"dynamic, pool second", chain.Dynamic, chain.Failover, 1, []string{"dead", "live"}, true},
+		{"strict, all dead", chain.Strict, chain.Failover, 1, []string{"dead", "dead"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := &chain.Pool{Select: tt.sel}
+			var live *hopServer
+			for _, m := range tt.members {
+				addr := deadAddr()
+				if m == "live" {
+					live = newHopServer(t)
+					addr = live.addr
+				}
+				pool.Members = append(pool.Members, &chain.SOCKS5{Address: addr})
+			}
+			other := newHopServer(t)
+			hops := []chain.Hop{&chain.SOCKS5{Address: other.addr}}
+			hops = slices.Insert(hops, tt.poolAt, chain.Hop(pool))
+			health := &chain.Health{Backoff: time.Hour}
+			c := &chain.Chain{Mode: tt.mode, Health: health, HandshakeTimeout: time.Second, Hops: hops}
+			err := roundTrip(t, c, dest)
+			if !tt.ok {
+				var he *chain.HopError
+				if !errors.As(err, &he) {
+					t.Fatalf("every member dead: err = %v, want a HopError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("first connection after a member died: %v", err)
+			}
+			for i, m := range tt.members {
+				if m == "dead" && health.Alive(pool.Members[i]) {
+					t.Errorf("dead member %d still counts as alive", i+1)
+				}
+			}
+			if err := roundTrip(t, c, dest); err != nil {
+				t.Fatalf("second connection: %v", err)
+			}
+		})
+	}
+}
+
+// A strict chain still fails when a hop that is not in a pool fails.
+func TestStrictDoesNotRetryPlainHops(t *testing.T) {
+	dest := testnet.Echo(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	h := newHopServer(t)
+	c := &chain.Chain{HandshakeTimeout: time.Second, Hops: []chain.Hop{&chain.SOCKS5{Address: h.addr}, &chain.SOCKS5{Address: dead}}}
+	if err := roundTrip(t, c, dest); err == nil {
+		t.Fatal("strict chain with a dead hop connected")
+	}
+	if n := h.used.Load(); n != 1 {
+		t.Errorf("hop 1 connected onward %d times, want 1: a strict chain tries once", n)
 	}
 }
