@@ -102,7 +102,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		if ctx.Err() != nil {
 			return nil, nil, &HopError{Index: 0, Addr: first, Err: err} // the caller gave up: nobody to blame
 		}
-		c.Health.Failed(hops[0])
+		c.failed(hops[0])
 		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
 	next := func(i int) string {
@@ -123,7 +123,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 				failed, err := c.failure(ctx, hops, i, err)
 				return nil, failed, err
 			}
-			c.Health.Succeeded(h, time.Since(start))
+			c.succeeded(h, time.Since(start))
 			start = time.Now()
 			conn = out
 			i++
@@ -179,7 +179,7 @@ func (c *Chain) readReplies(ctx context.Context, hops []Hop, i, run int, conn ne
 		}); err != nil {
 			return c.failure(ctx, hops, k, err)
 		}
-		c.Health.Succeeded(hops[k], time.Since(start))
+		c.succeeded(hops[k], time.Since(start))
 		start = time.Now()
 	}
 	return nil, nil
@@ -208,7 +208,7 @@ func (c *Chain) failure(ctx context.Context, hops []Hop, i int, err error) (Hop,
 		err = fmt.Errorf("reaching %s: %w", what, err)
 	}
 	if failed != nil && ctx.Err() == nil {
-		c.Health.Failed(failed)
+		c.failed(failed)
 	}
 	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
 }
