@@ -45,6 +45,9 @@ func newApp() *cli.App {
 			"demo: a whole chain on this machine, to see what a destination sees.",
 		Commands:        []*cli.Command{runCommand(), serveCommand(), demoCommand(), checkCommand(), hashPasswordCommand()},
 		HideHelpCommand: true,
+		// A comma may be part of a value (a password in a --hop URL or a
+		// --user): several values are given by repeating the flag.
+		DisableSliceFlagSeparator: true,
 	}
 }
 
