@@ -1,7 +1,10 @@
 package main
 
 import (
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -41,6 +44,64 @@ func TestSliceFlagsKeepCommas(t *testing.T) {
 		got, err := runCaptured(t, tt.flag, tt.args...)
 		if err != nil || !slices.Equal(got, tt.want) {
 			t.Errorf("%q: --%s = %q, %v; want %q", tt.args, tt.flag, got, err, tt.want)
+		}
+	}
+}
+
+// runApp runs the real app with args and returns what it printed.
+func runApp(args ...string) (string, error) {
+	app := newApp()
+	var out strings.Builder
+	app.Writer, app.ErrWriter = &out, &out
+	err := app.Run(append([]string{"veilchain"}, args...))
+	return out.String(), err
+}
+
+// help works as a command, an unknown command is an error that names the
+// commands, and the version is one flag or command away.
+func TestHelpVersionAndUnknownCommands(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		out     string // printed, when the command succeeds
+		wantErr string // part of the error, when it fails
+	}{
+		{nil, "COMMANDS:", ""},
+		{[]string{"help"}, "COMMANDS:", ""},
+		{[]string{"help", "run"}, "veilchain run - run the local SOCKS5 front end", ""},
+		{[]string{"help", "serve"}, "--allow-private", ""},
+		{[]string{"run", "--help"}, "--hop URL", ""},
+		{[]string{"--version"}, "veilchain ", ""},
+		{[]string{"-v"}, runtime.Version(), ""},
+		{[]string{"version"}, "\ncommit ", ""},
+		{[]string{"bogus"}, "", `unknown command "bogus": the commands are run, serve`},
+		{[]string{"help", "bogus"}, "", "No help topic for 'bogus'"},
+	} {
+		out, err := runApp(tt.args...)
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("veilchain %q: err = %v, want %q", tt.args, err, tt.wantErr)
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("veilchain %q: %v\n%s", tt.args, err, out)
+		case !strings.Contains(out, tt.out):
+			t.Errorf("veilchain %q printed:\n%s\nwant %q in it", tt.args, out, tt.out)
+		}
+	}
+}
+
+func TestVersionText(t *testing.T) {
+	vcs := []debug.BuildSetting{{Key: "vcs.revision", Value: "0123abcd"}, {Key: "vcs.modified", Value: "true"}}
+	for _, tt := range []struct {
+		ld   string
+		info *debug.BuildInfo
+		want string
+	}{
+		{"", nil, "veilchain devel\ncommit unknown\n" + runtime.Version() + " "},
+		{"", &debug.BuildInfo{GoVersion: "go1.99", Main: debug.Module{Version: "(devel)"}, Settings: vcs}, "veilchain devel\ncommit 0123abcd+modified\ngo1.99 "},
+		{"v1.2.0", &debug.BuildInfo{GoVersion: "go1.99", Main: debug.Module{Version: "(devel)"}, Settings: vcs[:1]}, "veilchain v1.2.0\ncommit 0123abcd\ngo1.99 "},
+		{"", &debug.BuildInfo{GoVersion: "go1.99", Main: debug.Module{Version: "v1.1.0"}}, "veilchain v1.1.0\ncommit unknown\ngo1.99 "},
+	} {
+		if got := versionText(tt.ld, tt.info); !strings.HasPrefix(got, tt.want) || !strings.HasSuffix(got, runtime.GOOS+"/"+runtime.GOARCH+"\n") {
+			t.Errorf("versionText(%q, %+v) = %q, want it to start with %q", tt.ld, tt.info, got, tt.want)
 		}
 	}
 }
