@@ -38,7 +38,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "veilchain",
 		Usage: "hide behind a chain of remote proxies",
 		Description: "run: a local SOCKS5 front end whose connections go through a chain of hops.\n" +
@@ -56,6 +56,12 @@ func newApp() *cli.App {
 		// default handler would exit from inside Run.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	for _, cmd := range app.Commands {
+		if cmd.ArgsUsage == "" && cmd.Before == nil {
+			cmd.Before = noArgs // a command that names no arguments takes none
+		}
+	}
+	return app
 }
 
 // appAction runs when no command was named: --version, or the help, or

@@ -105,3 +105,29 @@ func TestVersionText(t *testing.T) {
 		}
 	}
 }
+
+// Positional arguments are refused, not ignored, with the flag they were
+// probably meant for; a password in them is not repeated.
+func TestPositionalArgumentsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "socks5://alice:se,cret@h:9002"}, "run takes no arguments: did you mean --hop socks5://alice:xxxxx@h:9002?"},
+		{[]string{"run", "--log-level", "bogus", "socks5://a:1", "http://b:2"}, "did you mean --hop socks5://a:1 --hop http://b:2?"},
+		{[]string{"run", "--log-level", "bogus", "veilchain.yaml"}, "did you mean -c veilchain.yaml?"},
+		{[]string{"check", "socks5://h:1080"}, "check takes no arguments: did you mean --hop socks5://h:1080?"},
+		{[]string{"serve", "--log-level", "bogus", "0.0.0.0:9001"}, "serve takes no arguments: did you mean --listen 0.0.0.0:9001?"},
+		{[]string{"serve", "--log-level", "bogus", "socks5://h:1"}, "serve takes no arguments, and got 1 (see veilchain help serve)"},
+		{[]string{"hash-password", "s3cr3t"}, "hash-password takes no arguments, and got 1"},
+		{[]string{"version", "now"}, "version takes no arguments"},
+	} {
+		out, err := runApp(tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("veilchain %q: err = %v, want %q", tt.args, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "se,cret") || strings.Contains(err.Error(), "s3cr3t")) || strings.Contains(out, "s3cr3t") {
+			t.Errorf("veilchain %q repeated a password: %v %s", tt.args, err, out)
+		}
+	}
+}
