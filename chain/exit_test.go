@@ -3,8 +3,10 @@ package chain_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -198,6 +200,40 @@ func TestExitLocalIPLeavesThePortToConnect(t *testing.T) {
 		})
 		if gerr != nil || v != 1 {
 			t.Errorf("AllowPrivate %v: IP_BIND_ADDRESS_NO_PORT = %d, %v; want 1", allowPrivate, v, gerr)
+		}
+	}
+}
+
+// A refusal says which range, and what kind, without the address.
+func TestExitRefusalNamesTheRange(t *testing.T) {
+	for _, tt := range []struct {
+		addr, rng, kind, via string
+	}{
+		{"10.1.2.3:80", "10.0.0.0/8", "private", ""},
+		{"127.0.0.1:80", "127.0.0.0/8", "loopback", ""},
+		{"[::ffff:169.254.169.254]:80", "169.254.0.0/16", "link-local", ""},
+		{"[fe80::1%lo]:80", "fe80::/10", "link-local", ""},
+		{"[64:ff9b::a9fe:a9fe]:80", "169.254.0.0/16", "link-local", "NAT64"},
+		{"[2002:c0a8:101::1]:80", "192.168.0.0/16", "private", "6to4"},
+		{"[2001:0:4136:e378:8000:63bf:80ff:fffe]:80", "127.0.0.0/8", "loopback", "Teredo"},
+		{"[64:ff9b:1::808:808]:80", "64:ff9b:1::/48", "local-use NAT64", ""},
+		{"100.64.1.1:80", "100.64.0.0/10", "CGNAT", ""},
+	} {
+		_, err := (&chain.Exit{}).DialContext(context.Background(), "tcp", tt.addr)
+		fe, ok := errors.AsType[*chain.ForbiddenError](err)
+		if !ok || !errors.Is(err, chain.ErrForbidden) {
+			t.Errorf("dial %s: err = %v, want a ForbiddenError", tt.addr, err)
+			continue
+		}
+		if fe.Range.String() != tt.rng || fe.Kind != tt.kind || fe.Via != tt.via {
+			t.Errorf("dial %s: refused as %+v, want range %s, kind %s, via %q", tt.addr, fe, tt.rng, tt.kind, tt.via)
+		}
+		host, _, _ := net.SplitHostPort(tt.addr)
+		if msg := fmt.Sprint(fe.Error(), fe.LogAttrs()); strings.Contains(msg, host) && tt.rng != host+"/32" {
+			t.Errorf("dial %s: the refusal names the address: %s", tt.addr, msg)
+		}
+		if !strings.Contains(fe.Hint(), "--allow "+tt.rng) {
+			t.Errorf("dial %s: hint %q does not say --allow %s", tt.addr, fe.Hint(), tt.rng)
 		}
 	}
 }

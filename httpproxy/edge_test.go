@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/testnet"
 )
 
@@ -272,4 +275,64 @@ func TestBadBodyNeverReachesTheDestination(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An exit that refuses a destination by its range (a serve's CONNECT)
+// says in its log which range and how to allow it; the destination only
+// at debug.
+func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
+	for _, tt := range []struct {
+		dest string
+		want []string
+	}{
+		{"10.1.2.3", []string{"range=10.0.0.0/8", "kind=private", "--allow 10.0.0.0/8", "--allow-private"}},
+		{"[2002:c0a8:101::1]", []string{"range=192.168.0.0/16", "kind=private", "via=6to4"}},
+	} {
+		var logs syncLog
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		proxy := testnet.Serve(t, &Server{Dialer: &chain.Exit{}, Logger: log})
+		c, br := rawConn(t, proxy)
+		io.WriteString(c, "CONNECT "+tt.dest+":443 HTTP/1.1\r\nHost: "+tt.dest+":443\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%s: response %v, %v; want 403", tt.dest, resp, err)
+		}
+		io.ReadAll(resp.Body)
+		var info, all []string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if !strings.Contains(line, "level=DEBUG") {
+				info = append(info, line)
+			}
+			all = append(all, line)
+		}
+		for _, w := range tt.want {
+			if s := strings.Join(info, "\n"); !strings.Contains(s, "refused by the exit's range guard") || !strings.Contains(s, w) {
+				t.Errorf("%s: the info log does not say %q:\n%s", tt.dest, w, s)
+			}
+		}
+		if s := strings.Join(info, "\n"); strings.Contains(s, tt.dest) {
+			t.Errorf("%s: the destination is in the info log:\n%s", tt.dest, s)
+		}
+		if s := strings.Join(all, "\n"); !strings.Contains(s, tt.dest) {
+			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, s)
+		}
+	}
+}
+
+// syncLog is a log sink safe to read while a server writes to it.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -457,20 +457,24 @@ func warnChainFailed(log *slog.Logger, hop *chain.HopError, err error) {
 	log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
 }
 
-// dialFailed answers a chain failure and logs it: the hop at warn level,
-// the destination only at debug.
+// dialFailed logs a chain failure and answers it: the hop at warn level,
+// the destination only at debug. The log comes first: the answer may
+// linger (see lingerClose).
 func (c *clientConn) dialFailed(err error, dest string) {
-	c.writeError(err, true, nil)
 	var hop *chain.HopError
+	var refused *chain.ForbiddenError
 	switch {
 	case errors.As(err, &hop):
 		warnChainFailed(c.log, hop, err)
 	case errors.Is(err, chain.ErrBlocked):
 		c.log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.As(err, &refused):
+		c.log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:
 		c.log.Info("request failed", "status", statusOf(err))
 	}
 	c.log.Debug("request failed", "dest", dest, "err", err)
+	c.writeError(err, true, nil)
 }
 
 // writeError sends the status err maps to, with a short text body.
