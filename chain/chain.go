@@ -38,7 +38,10 @@ type Chain struct {
 
 // DialContext implements Dialer. Errors are *HopError naming the failing
 // hop. In every mode but Strict, a hop that fails is left out and the
-// connection tried again without it, a bounded number of times.
+// connection tried again without it, a bounded number of times. In every
+// mode, a pool member that fails is left out and the pool's position
+// taken by another member. Retries happen only while dialling, so before
+// any of the client's bytes was sent.
 func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -48,15 +51,19 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 	if len(c.Hops) == 0 {
 		return nil, ErrNoHops
 	}
+	// One try, and one more for each hop that may be left out: any
+	// pool member but the last of its pool, and in a mode but Strict any
+	// other hop too.
 	attempts := 1
-	if c.Mode != Strict {
-		attempts = 0
-		for _, h := range c.Hops {
-			if p, ok := h.(*Pool); ok {
-				attempts += len(p.Members)
-			} else {
-				attempts++
-			}
+	for _, h := range c.Hops {
+		p, ok := h.(*Pool)
+		switch {
+		case ok && c.Mode != Strict:
+			attempts += len(p.Members)
+		case ok:
+			attempts += len(p.Members) - 1
+		case c.Mode != Strict:
+			attempts++
 		}
 	}
 	skip := map[Hop]bool{}
@@ -73,6 +80,9 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		lastErr = err
 		if failed == nil || ctx.Err() != nil {
 			break // the destination failed, or the caller gave up: no other hop helps
+		}
+		if c.Mode == Strict && !c.pooled(failed) {
+			break // a strict chain takes every hop: without this one it cannot be built
 		}
 		skip[failed] = true
 	}
@@ -92,7 +102,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		if ctx.Err() != nil {
 			return nil, nil, &HopError{Index: 0, Addr: first, Err: err} // the caller gave up: nobody to blame
 		}
-		c.Health.Failed(hops[0])
+		c.failed(hops[0])
 		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
 	next := func(i int) string {
@@ -113,7 +123,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 				failed, err := c.failure(ctx, hops, i, err)
 				return nil, failed, err
 			}
-			c.Health.Succeeded(h, time.Since(start))
+			c.succeeded(h, time.Since(start))
 			start = time.Now()
 			conn = out
 			i++
@@ -169,7 +179,7 @@ func (c *Chain) readReplies(ctx context.Context, hops []Hop, i, run int, conn ne
 		}); err != nil {
 			return c.failure(ctx, hops, k, err)
 		}
-		c.Health.Succeeded(hops[k], time.Since(start))
+		c.succeeded(hops[k], time.Since(start))
 		start = time.Now()
 	}
 	return nil, nil
@@ -198,7 +208,7 @@ func (c *Chain) failure(ctx context.Context, hops []Hop, i int, err error) (Hop,
 		err = fmt.Errorf("reaching %s: %w", what, err)
 	}
 	if failed != nil && ctx.Err() == nil {
-		c.Health.Failed(failed)
+		c.failed(failed)
 	}
 	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
 }

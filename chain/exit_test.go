@@ -3,10 +3,13 @@ package chain_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +36,75 @@ func TestForbidden(t *testing.T) {
 	} {
 		if got := chain.Forbidden(netip.MustParseAddr(tt.ip)); got != tt.forbidden {
 			t.Errorf("Forbidden(%s) = %v, want %v", tt.ip, got, tt.forbidden)
+		}
+	}
+}
+
+// An IPv6 address that stands for an IPv4 one (NAT64, 6to4, Teredo,
+// IPv4-compatible or -mapped) is refused when that IPv4 address is.
+func TestForbiddenEmbeddedIPv4(t *testing.T) {
+	for _, tt := range []struct {
+		ip        string
+		embedded  string // "" when ip carries none
+		forbidden bool
+	}{
+		{"64:ff9b::7f00:1", "127.0.0.1", true},
+		{"64:ff9b::10.1.2.3", "10.1.2.3", true},
+		{"64:ff9b::169.254.169.254", "169.254.169.254", true},
+		{"64:ff9b::100.64.0.1", "100.64.0.1", true},
+		{"64:ff9b::8.8.8.8", "8.8.8.8", false},
+		{"64:ff9b:1::127.0.0.1", "127.0.0.1", true},
+		{"64:ff9b:1::8.8.8.8", "8.8.8.8", true}, // local-use NAT64: the exit's own network, refused whole
+		{"::127.0.0.1", "127.0.0.1", true},
+		{"::192.168.0.1", "192.168.0.1", true},
+		{"::8.8.8.8", "8.8.8.8", false},
+		{"::ffff:169.254.169.254", "169.254.169.254", true},
+		{"2002:7f00:1::1", "127.0.0.1", true},
+		{"2002:a9fe:a9fe:1::5", "169.254.169.254", true},
+		{"2002:c0a8:101::1", "192.168.1.1", true},
+		{"2002:808:808::1", "8.8.8.8", false},
+		// Teredo: server 65.54.227.120, client obfuscated (XOR 0xffffffff).
+		{"2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1", true},
+		{"2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1", true},
+		{"2001:0:4136:e378:8000:63bf:f7f7:f7f7", "8.8.8.8", false},
+		{"::1", "", true}, {"::", "", true},
+		{"2001:4860:4860::8888", "", false}, {"2001:db9::1", "", false},
+	} {
+		ip := netip.MustParseAddr(tt.ip)
+		if got := chain.Forbidden(ip); got != tt.forbidden {
+			t.Errorf("Forbidden(%s) = %v, want %v", tt.ip, got, tt.forbidden)
+		}
+		v4, ok := chain.EmbeddedIPv4(ip)
+		if want := tt.embedded; ok != (want != "") || ok && v4 != netip.MustParseAddr(want) {
+			t.Errorf("EmbeddedIPv4(%s) = %v, %v; want %q", tt.ip, v4, ok, want)
+		}
+	}
+}
+
+// The guard checks the embedded address of what it dials, and --allow
+// ranges let it through the same way.
+func TestExitGuardEmbeddedIPv4(t *testing.T) {
+	for _, tt := range []struct {
+		addr    string
+		allow   string
+		refused bool
+	}{
+		{"[64:ff9b::7f00:1]:80", "", true},
+		{"[2002:7f00:1::1]:80", "", true},
+		{"[2001:0:4136:e378:8000:63bf:80ff:fffe]:80", "", true},
+		{"[::10.0.0.1]:80", "", true},
+		{"[64:ff9b::a00:1]:80", "10.0.0.0/8", false},
+	} {
+		exit := &chain.Exit{Timeout: 100 * time.Millisecond}
+		if tt.allow != "" {
+			exit.Allow = []netip.Prefix{netip.MustParsePrefix(tt.allow)}
+		}
+		c, err := exit.DialContext(context.Background(), "tcp", tt.addr)
+		if c != nil {
+			c.Close()
+		}
+		if got := errors.Is(err, chain.ErrForbidden); got != tt.refused {
+			t.Errorf("dial %s (allow %q): err = %v, want refused %v", tt.addr, tt.allow, err, tt.refused)
 		}
 	}
 }
@@ -128,6 +200,40 @@ func TestExitLocalIPLeavesThePortToConnect(t *testing.T) {
 		})
 		if gerr != nil || v != 1 {
 			t.Errorf("AllowPrivate %v: IP_BIND_ADDRESS_NO_PORT = %d, %v; want 1", allowPrivate, v, gerr)
+		}
+	}
+}
+
+// A refusal says which range, and what kind, without the address.
+func TestExitRefusalNamesTheRange(t *testing.T) {
+	for _, tt := range []struct {
+		addr, rng, kind, via string
+	}{
+		{"10.1.2.3:80", "10.0.0.0/8", "private", ""},
+		{"127.0.0.1:80", "127.0.0.0/8", "loopback", ""},
+		{"[::ffff:169.254.169.254]:80", "169.254.0.0/16", "link-local", ""},
+		{"[fe80::1%lo]:80", "fe80::/10", "link-local", ""},
+		{"[64:ff9b::a9fe:a9fe]:80", "169.254.0.0/16", "link-local", "NAT64"},
+		{"[2002:c0a8:101::1]:80", "192.168.0.0/16", "private", "6to4"},
+		{"[2001:0:4136:e378:8000:63bf:80ff:fffe]:80", "127.0.0.0/8", "loopback", "Teredo"},
+		{"[64:ff9b:1::808:808]:80", "64:ff9b:1::/48", "local-use NAT64", ""},
+		{"100.64.1.1:80", "100.64.0.0/10", "CGNAT", ""},
+	} {
+		_, err := (&chain.Exit{}).DialContext(context.Background(), "tcp", tt.addr)
+		fe, ok := errors.AsType[*chain.ForbiddenError](err)
+		if !ok || !errors.Is(err, chain.ErrForbidden) {
+			t.Errorf("dial %s: err = %v, want a ForbiddenError", tt.addr, err)
+			continue
+		}
+		if fe.Range.String() != tt.rng || fe.Kind != tt.kind || fe.Via != tt.via {
+			t.Errorf("dial %s: refused as %+v, want range %s, kind %s, via %q", tt.addr, fe, tt.rng, tt.kind, tt.via)
+		}
+		host, _, _ := net.SplitHostPort(tt.addr)
+		if msg := fmt.Sprint(fe.Error(), fe.LogAttrs()); strings.Contains(msg, host) && tt.rng != host+"/32" {
+			t.Errorf("dial %s: the refusal names the address: %s", tt.addr, msg)
+		}
+		if !strings.Contains(fe.Hint(), "--allow "+tt.rng) {
+			t.Errorf("dial %s: hint %q does not say --allow %s", tt.addr, fe.Hint(), tt.rng)
 		}
 	}
 }

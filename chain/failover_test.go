@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -165,5 +169,180 @@ func TestProbe(t *testing.T) {
 	// and nothing else: no destination was asked for.
 	if n := h2.used.Load() - before; n != 1 {
 		t.Errorf("hop 2 connected onward %d times during the probe, want 1 (to hop 3)", n)
+	}
+}
+
+// A pool tries its next member within the same dial when one cannot be
+// reached, in a strict chain too: the first client after a member dies
+// gets through, and the dead member is marked for the ones after.
+func TestPoolFailsOverWithinOneDial(t *testing.T) {
+	dest := testnet.Echo(t)
+	deadAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	for _, tt := range []struct {
+		name string
+		mode chain.Mode
+		sel  chain.Selector
+		// where the pool stands, and its members: "dead" or "live"
+		poolAt  int
+		members []string
+		ok      bool
+	}{
+		{"strict, pool second", chain.Strict, chain.Failover, 1, []string{"dead", "live"}, true},
+		{"strict, pool first", chain.Strict, chain.Failover, 0, []string{"dead", "live"}, true},
+		{"strict, two dead", chain.Strict, chain.Failover, 1, []string{"dead", "dead", "live"}, true},
+		{"strict, round-robin", chain.Strict, chain.RoundRobinSelect, 1, []string{"dead", "live"}, true},
+		{"dynamic, pool second", chain.Dynamic, chain.Failover, 1, []string{"dead", "live"}, true},
+		{"strict, all dead", chain.Strict, chain.Failover, 1, []string{"dead", "dead"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := &chain.Pool{Select: tt.sel}
+			var live *hopServer
+			for _, m := range tt.members {
+				addr := deadAddr()
+				if m == "live" {
+					live = newHopServer(t)
+					addr = live.addr
+				}
+				pool.Members = append(pool.Members, &chain.SOCKS5{Address: addr})
+			}
+			other := newHopServer(t)
+			hops := []chain.Hop{&chain.SOCKS5{Address: other.addr}}
+			hops = slices.Insert(hops, tt.poolAt, chain.Hop(pool))
+			health := &chain.Health{Backoff: time.Hour}
+			c := &chain.Chain{Mode: tt.mode, Health: health, HandshakeTimeout: time.Second, Hops: hops}
+			err := roundTrip(t, c, dest)
+			if !tt.ok {
+				var he *chain.HopError
+				if !errors.As(err, &he) {
+					t.Fatalf("every member dead: err = %v, want a HopError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("first connection after a member died: %v", err)
+			}
+			for i, m := range tt.members {
+				if m == "dead" && health.Alive(pool.Members[i]) {
+					t.Errorf("dead member %d still counts as alive", i+1)
+				}
+			}
+			if err := roundTrip(t, c, dest); err != nil {
+				t.Fatalf("second connection: %v", err)
+			}
+		})
+	}
+}
+
+// A strict chain still fails when a hop that is not in a pool fails.
+func TestStrictDoesNotRetryPlainHops(t *testing.T) {
+	dest := testnet.Echo(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	h := newHopServer(t)
+	c := &chain.Chain{HandshakeTimeout: time.Second, Hops: []chain.Hop{&chain.SOCKS5{Address: h.addr}, &chain.SOCKS5{Address: dead}}}
+	if err := roundTrip(t, c, dest); err == nil {
+		t.Fatal("strict chain with a dead hop connected")
+	}
+	if n := h.used.Load(); n != 1 {
+		t.Errorf("hop 1 connected onward %d times, want 1: a strict chain tries once", n)
+	}
+}
+
+// syncBuffer is a log sink that tests read while hops write to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// take returns what was written since the last take.
+func (s *syncBuffer) take() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.b.String()
+	s.b.Reset()
+	return out
+}
+
+// Health says when a hop is found dead and when it is back, at warn
+// level, with the hop's position and address; further failures of a dead
+// hop are debug lines. No destination appears in either.
+func TestHealthLogsHopChanges(t *testing.T) {
+	dest := testnet.Echo(t)
+	for _, tt := range []struct {
+		name  string
+		mode  chain.Mode
+		build func(h1, h2, spare *hopServer) []chain.Hop
+		where string // the position attributes of h2 in the log
+	}{
+		{"strict, plain hop", chain.Strict, func(h1, h2, _ *hopServer) []chain.Hop {
+			return []chain.Hop{&chain.SOCKS5{Address: h1.addr}, &chain.SOCKS5{Address: h2.addr}}
+		}, "hop=2 hop_addr="},
+		{"dynamic, plain hop", chain.Dynamic, func(h1, h2, _ *hopServer) []chain.Hop {
+			return []chain.Hop{&chain.SOCKS5{Address: h1.addr}, &chain.SOCKS5{Address: h2.addr}}
+		}, "hop=2 hop_addr="},
+		{"strict, pool member", chain.Strict, func(h1, h2, spare *hopServer) []chain.Hop {
+			return []chain.Hop{&chain.SOCKS5{Address: h1.addr},
+				&chain.Pool{Members: []chain.Hop{&chain.SOCKS5{Address: h2.addr}, &chain.SOCKS5{Address: spare.addr}}}}
+		}, "hop=2 member=1 hop_addr="},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			h1, h2, spare := newHopServer(t), newHopServer(t), newHopServer(t)
+			// A dead period far longer than the test: only a success ends it.
+			health := &chain.Health{Backoff: time.Hour, Logger: log}
+			c := &chain.Chain{Mode: tt.mode, Health: health, HandshakeTimeout: time.Second, Hops: tt.build(h1, h2, spare)}
+			h2Line := tt.where + h2.addr
+			find := func(out, level, msg string) bool {
+				for _, l := range strings.Split(out, "\n") {
+					if strings.Contains(l, "level="+level) && strings.Contains(l, `msg="`+msg+`"`) && strings.Contains(l, h2Line) {
+						return true
+					}
+				}
+				return false
+			}
+			roundTrip(t, c, dest)
+			if out := logs.take(); out != "" {
+				t.Fatalf("all up, Health logged: %s", out)
+			}
+			h2.stop()
+			roundTrip(t, c, dest)
+			out := logs.take()
+			if !find(out, "WARN", "hop dead") {
+				t.Errorf("hop 2 went down; log has no warning %q:\n%s", h2Line, out)
+			}
+			if strings.Contains(out, dest) {
+				t.Errorf("the destination is in the log:\n%s", out)
+			}
+			if tt.mode == chain.Strict && !strings.Contains(tt.where, "member") {
+				roundTrip(t, c, dest) // a strict chain tries the dead hop again
+				if out := logs.take(); strings.Contains(out, "WARN") || !find(out, "DEBUG", "hop still dead") {
+					t.Errorf("a dead hop failed again; want one debug line and no warning:\n%s", out)
+				}
+			}
+			h2.start()
+			c.Probe(context.Background()) // reaches every hop, h2 although it counts as dead
+			out = logs.take()
+			if !find(out, "WARN", "hop back alive") {
+				t.Errorf("hop 2 came back; log has no warning %q:\n%s", h2Line, out)
+			}
+			if strings.Contains(out, dest) || strings.Contains(out, "hop_addr="+h1.addr) {
+				t.Errorf("the log names the destination or a hop that did not change:\n%s", out)
+			}
+		})
 	}
 }

@@ -1,7 +1,9 @@
 package chain
 
 import (
+	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,6 +17,10 @@ type Health struct {
 	// Backoff is the first dead period (default 5 s); MaxBackoff caps it
 	// (default 5 min).
 	Backoff, MaxBackoff time.Duration
+	// Logger, if set, hears at warn level when a hop is found dead and
+	// when it works again, with the hop's position and address; later
+	// failures of a dead hop go to debug. Health never sees a destination.
+	Logger *slog.Logger
 
 	mu   sync.Mutex
 	hops map[string]*hopHealth
@@ -22,6 +28,7 @@ type Health struct {
 
 type hopHealth struct {
 	fails     int
+	deadSince time.Time // the first failure in a row
 	deadUntil time.Time
 	latency   time.Duration // moving average of handshake times
 }
@@ -49,7 +56,13 @@ func (h *Health) Alive(hop Hop) bool {
 }
 
 // Failed starts or lengthens hop's dead period.
-func (h *Health) Failed(hop Hop) {
+func (h *Health) Failed(hop Hop) { h.failed(hop, nil) }
+
+// Succeeded ends hop's dead period and records a handshake latency.
+func (h *Health) Succeeded(hop Hop, latency time.Duration) { h.succeeded(hop, latency, nil) }
+
+// failed is Failed; where, if set, names hop's place in its chain for the log.
+func (h *Health) failed(hop Hop, where func(Hop) []any) {
 	if h == nil {
 		return
 	}
@@ -61,28 +74,77 @@ func (h *Health) Failed(hop Hop) {
 		ceiling = 5 * time.Minute
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	s := h.get(hop.Addr())
 	d := min(base<<min(s.fails, 16), ceiling)
 	d += time.Duration(rand.Int64N(int64(d)/4 + 1)) // jitter: hops that failed together come back apart
+	now := time.Now()
+	if s.fails == 0 {
+		s.deadSince = now
+	}
 	s.fails++
-	s.deadUntil = time.Now().Add(d)
+	s.deadUntil = now.Add(d)
+	fails := s.fails
+	h.mu.Unlock()
+	if h.Logger == nil {
+		return
+	}
+	attrs := append(h.hopAttrs(hop, where), "retry_in", d.Round(time.Millisecond))
+	if fails == 1 {
+		h.Logger.Warn("hop dead", attrs...)
+	} else {
+		h.Logger.Debug("hop still dead", append(attrs, "fails", fails)...)
+	}
 }
 
-// Succeeded ends hop's dead period and records a handshake latency.
-func (h *Health) Succeeded(hop Hop, latency time.Duration) {
+// succeeded is Succeeded; where is as for failed.
+func (h *Health) succeeded(hop Hop, latency time.Duration, where func(Hop) []any) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	s := h.get(hop.Addr())
-	s.fails, s.deadUntil = 0, time.Time{}
+	wasDead, since := s.fails > 0, s.deadSince
+	s.fails, s.deadSince, s.deadUntil = 0, time.Time{}, time.Time{}
 	if s.latency == 0 {
 		s.latency = latency
 	} else {
 		s.latency = (3*s.latency + latency) / 4
 	}
+	h.mu.Unlock()
+	if wasDead && h.Logger != nil {
+		h.Logger.Warn("hop back alive", append(h.hopAttrs(hop, where), "dead_for", time.Since(since).Round(time.Millisecond))...)
+	}
+}
+
+func (h *Health) hopAttrs(hop Hop, where func(Hop) []any) []any {
+	var attrs []any
+	if where != nil {
+		attrs = where(hop)
+	}
+	return append(attrs, "hop_addr", hop.Addr())
+}
+
+// failed and succeeded tell c's Health about one of its hops.
+func (c *Chain) failed(hop Hop) { c.Health.failed(hop, c.where) }
+
+func (c *Chain) succeeded(hop Hop, latency time.Duration) {
+	c.Health.succeeded(hop, latency, c.where)
+}
+
+// where names hop's place in c for a log line: its 1-based position, and
+// its 1-based place in the pool there if it is a pool member.
+func (c *Chain) where(hop Hop) []any {
+	for i, pos := range c.Hops {
+		if pos == hop {
+			return []any{"hop", i + 1}
+		}
+		if p, ok := pos.(*Pool); ok {
+			if j := slices.Index(p.Members, hop); j >= 0 {
+				return []any{"hop", i + 1, "member", j + 1}
+			}
+		}
+	}
+	return nil
 }
 
 // Latency is hop's average handshake time (0 when never measured).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync/atomic"
 )
 
@@ -85,17 +86,25 @@ func (p *Pool) Connect(ctx context.Context, conn net.Conn, addr string) (net.Con
 	return p.Members[0].Connect(ctx, conn, addr)
 }
 
-// pick chooses a member: among the live ones if any, else among all
-// (trying a dead hop beats refusing while it may have come back).
+// pick chooses a member not in skip (those that failed earlier in this
+// dial): among the live ones if any, else among the others (trying a dead
+// hop beats refusing while it may have come back). It returns nil when
+// every member is in skip.
 func (p *Pool) pick(h *Health, skip map[Hop]bool) Hop {
-	var live []Hop
+	var live, untried []Hop
 	for _, m := range p.Members {
-		if h.Alive(m) && !skip[m] {
-			live = append(live, m)
+		if !skip[m] {
+			untried = append(untried, m)
+			if h.Alive(m) {
+				live = append(live, m)
+			}
 		}
 	}
 	if len(live) == 0 {
-		live = p.Members
+		live = untried
+	}
+	if len(live) == 0 {
+		return nil
 	}
 	switch p.Select {
 	case RoundRobinSelect:
@@ -115,7 +124,8 @@ func (p *Pool) pick(h *Health, skip map[Hop]bool) Hop {
 }
 
 // plan returns the concrete hops for one connection attempt, leaving out
-// the hops in skip (those that failed earlier in this dial).
+// the hops in skip (those that failed earlier in this dial), and pools
+// whose every member is in skip.
 func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 	positions := c.Hops
 	n := len(positions)
@@ -129,13 +139,13 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 		chosen = append(chosen, positions...)
 	case Dynamic:
 		for _, h := range positions {
-			if !skip[h] && c.alive(h) {
+			if !tried(h, skip) && c.alive(h) {
 				chosen = append(chosen, h)
 			}
 		}
 		if len(chosen) == 0 { // every hop seems dead: try those not failed in this dial
 			for _, h := range positions {
-				if !skip[h] {
+				if !tried(h, skip) {
 					chosen = append(chosen, h)
 				}
 			}
@@ -143,24 +153,24 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 	case Random:
 		order := rand.Perm(n)
 		for _, i := range order {
-			if len(chosen) < length && !skip[positions[i]] && c.alive(positions[i]) {
+			if len(chosen) < length && !tried(positions[i], skip) && c.alive(positions[i]) {
 				chosen = append(chosen, positions[i])
 			}
 		}
 		for _, i := range order { // not enough live ones: fill with the others
-			if len(chosen) < length && !skip[positions[i]] && !containsHop(chosen, positions[i]) {
+			if len(chosen) < length && !tried(positions[i], skip) && !containsHop(chosen, positions[i]) {
 				chosen = append(chosen, positions[i])
 			}
 		}
 	case RoundRobin:
 		start := int(c.next.Add(1) - 1)
 		for k := 0; k < n && len(chosen) < length; k++ {
-			if h := positions[(start+k)%n]; !skip[h] && c.alive(h) {
+			if h := positions[(start+k)%n]; !tried(h, skip) && c.alive(h) {
 				chosen = append(chosen, h)
 			}
 		}
 		for k := 0; k < n && len(chosen) < length; k++ {
-			if h := positions[(start+k)%n]; !skip[h] && !containsHop(chosen, h) {
+			if h := positions[(start+k)%n]; !tried(h, skip) && !containsHop(chosen, h) {
 				chosen = append(chosen, h)
 			}
 		}
@@ -170,10 +180,31 @@ func (c *Chain) plan(skip map[Hop]bool) ([]Hop, error) {
 	}
 	for i, h := range chosen {
 		if p, ok := h.(*Pool); ok {
-			chosen[i] = p.pick(c.Health, skip)
+			if chosen[i] = p.pick(c.Health, skip); chosen[i] == nil {
+				return nil, errNoLiveHops
+			}
 		}
 	}
 	return chosen, nil
+}
+
+// tried reports whether h failed earlier in this dial: for a pool, every
+// one of its members.
+func tried(h Hop, skip map[Hop]bool) bool {
+	if p, ok := h.(*Pool); ok {
+		return !slices.ContainsFunc(p.Members, func(m Hop) bool { return !skip[m] })
+	}
+	return skip[h]
+}
+
+// pooled reports whether h is a member of one of c's pools.
+func (c *Chain) pooled(h Hop) bool {
+	for _, pos := range c.Hops {
+		if p, ok := pos.(*Pool); ok && slices.Contains(p.Members, h) {
+			return true
+		}
+	}
+	return false
 }
 
 var errNoLiveHops = errors.New("no hop left to try: every hop failed")

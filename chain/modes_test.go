@@ -108,4 +108,18 @@ func TestChainModesPlan(t *testing.T) {
 	if p, _ := c.plan(nil); len(p) != 3 {
 		t.Errorf("strict plan skipped a dead hop: %v", p)
 	}
+	// A pool whose every member failed in this dial: left out of a
+	// dynamic chain, the end of a strict one.
+	both := map[Hop]bool{pool.Members[0]: true, pool.Members[1]: true}
+	c = &Chain{Hops: []Hop{hs[0], pool}, Mode: Dynamic, Health: h}
+	if p, err := c.plan(both); err != nil || len(p) != 1 || p[0] != hs[0] {
+		t.Errorf("dynamic plan with every pool member failed: %v, %v", p, err)
+	}
+	c.Mode = Strict
+	if p, err := c.plan(both); err == nil {
+		t.Errorf("strict plan with every pool member failed: %v", p)
+	}
+	if p, _ := c.plan(map[Hop]bool{pool.Members[1]: true}); len(p) != 2 || p[1] != pool.Members[0] {
+		t.Errorf("strict plan with the live member failed in this dial: %v, want the other member tried", p)
+	}
 }

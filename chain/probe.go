@@ -60,13 +60,13 @@ func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopRep
 	if len(prefix) == 0 {
 		conn, err = c.forward().DialContext(ctx, "tcp", h.Addr())
 		if err != nil {
-			c.Health.Failed(h)
+			c.failed(h)
 		}
 	} else {
 		var failed Hop
 		conn, failed, err = c.dialThrough(ctx, prefix, h.Addr())
 		if err != nil && failed == nil {
-			c.Health.Failed(h) // the hop before could not reach it
+			c.failed(h) // the hop before could not reach it
 		}
 	}
 	if err != nil {
@@ -87,13 +87,13 @@ func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopRep
 				r.Auth = "n/a"
 			}
 			r.Err = err.Error()
-			c.Health.Failed(h)
+			c.failed(h)
 			return r
 		}
 		r.Auth = "ok"
 	}
 	r.Latency = time.Since(start)
-	c.Health.Succeeded(h, r.Latency)
+	c.succeeded(h, r.Latency)
 	return r
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,63 @@ func (b *clientBody) clientErr() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.cerr
+}
+
+// maxPrefetch bounds how much of a request body is read before the chain
+// is dialled.
+const maxPrefetch = 64 << 10
+
+// prefetchBody reads the start of a request body before anything goes
+// onward. A body of known length up to maxPrefetch is read whole (waiting
+// up to the idle timeout). Of any other, the first read waits for the
+// body to begin, which checks the first chunk header of a chunked body;
+// then it takes what the client has already sent, up to maxPrefetch,
+// without waiting for more. complete says the whole body was read, so it
+// can go out with its length known. What is not read yet streams later,
+// and a fault found there can only cut the request short, never make a
+// whole one of it: the destination sees an unfinished body.
+func (c *clientConn) prefetchBody(body io.Reader, length int64) (start []byte, complete bool, err error) {
+	c.conn.SetReadDeadline(time.Now().Add(c.srv.idleTimeout()))
+	defer c.conn.SetReadDeadline(time.Time{})
+	wantAll := length > 0 && length <= maxPrefetch
+	buf := make([]byte, 0, 4<<10)
+	if wantAll {
+		buf = make([]byte, 0, length+1) // +1: room to read the EOF
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= maxPrefetch {
+				return buf, false, nil
+			}
+			buf = slices.Grow(buf, min(len(buf), maxPrefetch-len(buf)))
+		}
+		p := buf[len(buf):cap(buf)]
+		if !wantAll && len(buf) > 0 {
+			p = p[:min(len(p), c.br.Buffered())] // what is here already, no more
+		}
+		n, err := body.Read(p)
+		buf = buf[:len(buf)+n]
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf, true, nil
+		case err != nil:
+			return nil, false, err
+		case !wantAll && c.br.Buffered() == 0:
+			return buf, false, nil // the rest is not here yet: it streams
+		}
+	}
+}
+
+// bodyError is the answer to a client whose request body failed: 408 if
+// it stalled, 400 if it was malformed or cut short.
+func bodyError(err error) error {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return &statusError{http.StatusRequestTimeout, "request body not received in time"}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &statusError{http.StatusBadRequest, "request body incomplete"}
+	}
+	return &statusError{http.StatusBadRequest, "malformed request body"}
 }
 
 // watchdog cancels a request that makes no progress for its duration.

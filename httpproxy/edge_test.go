@@ -3,13 +3,17 @@ package httpproxy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/testnet"
 )
 
@@ -200,4 +204,135 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestBadBodyNeverReachesTheDestination: a request body that is broken
+// where the proxy can see it before forwarding (a bad chunk header, a
+// chunk without its CRLF, a body cut short) gets 400 from the proxy, and
+// the destination gets nothing: not a head followed by a close, which it
+// might act on. A good small body arrives whole.
+func TestBadBodyNeverReachesTheDestination(t *testing.T) {
+	const head = "POST http://d.example/ HTTP/1.1\r\nHost: d.example\r\n"
+	for _, tt := range []struct {
+		name string
+		req  string
+		code int
+		got  string // what the destination must have received; "" for nothing
+	}{
+		{"bad chunk size", head + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, ""},
+		{"chunk longer than its size", head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n", 400, ""},
+		{"second chunk bad", head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nq\r\nx\r\n0\r\n\r\n", 400, ""},
+		{"chunked cut short", head + "Transfer-Encoding: chunked\r\n\r\n5\r\nab", 400, ""},
+		{"length cut short", head + "Content-Length: 10\r\n\r\nabc", 400, ""},
+		{"good chunked", head + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n", 200, "abcde"},
+		{"good length", head + "Content-Length: 3\r\n\r\nabc", 200, "abc"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			received := make(chan string, 1)
+			o := testnet.Accept(t, func(c net.Conn) {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					all, _ := io.ReadAll(br)
+					received <- fmt.Sprintf("a bad request (%v) %q", err, all)
+					return
+				}
+				body, err := io.ReadAll(req.Body)
+				if err != nil {
+					received <- fmt.Sprintf("a head and a broken body %q (%v)", body, err)
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				received <- string(body)
+			})
+			fc := &fakeChain{target: o}
+			proxy := testnet.Serve(t, &Server{Dialer: fc, IdleTimeout: 2 * time.Second})
+			c, br := rawConn(t, proxy)
+			io.WriteString(c, tt.req)
+			c.(*net.TCPConn).CloseWrite()
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the response: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.code {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.code)
+			}
+			if tt.got == "" {
+				if n := fc.dials.Load(); n != 0 {
+					t.Errorf("the chain was dialled %d times for a request the proxy refused", n)
+					select {
+					case got := <-received:
+						t.Errorf("the destination received %s", got)
+					case <-time.After(time.Second):
+					}
+				}
+				return
+			}
+			if got := <-received; got != tt.got {
+				t.Errorf("destination received body %q, want %q", got, tt.got)
+			}
+		})
+	}
+}
+
+// An exit that refuses a destination by its range (a serve's CONNECT)
+// says in its log which range and how to allow it; the destination only
+// at debug.
+func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
+	for _, tt := range []struct {
+		dest string
+		want []string
+	}{
+		{"10.1.2.3", []string{"range=10.0.0.0/8", "kind=private", "--allow 10.0.0.0/8", "--allow-private"}},
+		{"[2002:c0a8:101::1]", []string{"range=192.168.0.0/16", "kind=private", "via=6to4"}},
+	} {
+		var logs syncLog
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		proxy := testnet.Serve(t, &Server{Dialer: &chain.Exit{}, Logger: log})
+		c, br := rawConn(t, proxy)
+		io.WriteString(c, "CONNECT "+tt.dest+":443 HTTP/1.1\r\nHost: "+tt.dest+":443\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%s: response %v, %v; want 403", tt.dest, resp, err)
+		}
+		io.ReadAll(resp.Body)
+		var info, all []string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if !strings.Contains(line, "level=DEBUG") {
+				info = append(info, line)
+			}
+			all = append(all, line)
+		}
+		for _, w := range tt.want {
+			if s := strings.Join(info, "\n"); !strings.Contains(s, "refused by the exit's range guard") || !strings.Contains(s, w) {
+				t.Errorf("%s: the info log does not say %q:\n%s", tt.dest, w, s)
+			}
+		}
+		if s := strings.Join(info, "\n"); strings.Contains(s, tt.dest) {
+			t.Errorf("%s: the destination is in the info log:\n%s", tt.dest, s)
+		}
+		if s := strings.Join(all, "\n"); !strings.Contains(s, tt.dest) {
+			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, s)
+		}
+	}
+}
+
+// syncLog is a log sink safe to read while a server writes to it.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // FuzzReadRequest feeds arbitrary bytes to the request reader: it must
 // not panic; what it accepts has a head within the limits, no
-// Content-Length beside Transfer-Encoding, and a body that ends exactly
-// where its framing says, leaving the rest for the next request.
+// Content-Length beside Transfer-Encoding, only HTTP/1.0 and 1.1, header
+// names that are tokens, and a body that ends exactly where its framing
+// says, leaving the rest for the next request.
 func FuzzReadRequest(f *testing.F) {
 	for _, s := range []string{
 		"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
@@ -20,6 +23,8 @@ func FuzzReadRequest(f *testing.F) {
 		"\r\nGET http://a/ HTTP/1.0\r\n\r\n",
 		"GET http://a/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
 		"POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding : chunked\r\n\r\n",
+		"GET http://a/ HTTP/9.9\r\nX A: b\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -48,6 +53,14 @@ func FuzzReadRequest(f *testing.F) {
 		}
 		if cl && te {
 			t.Fatalf("accepted both Content-Length and Transfer-Encoding: %q", in)
+		}
+		if req.ProtoMajor != 1 || req.ProtoMinor > 1 {
+			t.Fatalf("accepted version %s: %q", req.Proto, in)
+		}
+		for name := range req.Header {
+			if !httpguts.ValidHeaderFieldName(name) {
+				t.Fatalf("accepted header name %q: %q", name, in)
+			}
 		}
 		body, err := io.ReadAll(req.Body)
 		if err != nil {

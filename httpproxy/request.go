@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Request-head errors, each with the status the client gets.
@@ -17,6 +19,9 @@ var (
 	errObsFold     = &statusError{http.StatusBadRequest, "obsolete header line folding"}
 	errURITooLong  = &statusError{http.StatusRequestURITooLong, "request line too long"}
 	errHeadTooLong = &statusError{http.StatusRequestHeaderFieldsTooLarge, "request headers too large"}
+	errHeaderName  = &statusError{http.StatusBadRequest, "invalid header field name"}
+	errHeaderValue = &statusError{http.StatusBadRequest, "invalid header field value"}
+	errVersion     = &statusError{http.StatusHTTPVersionNotSupported, "only HTTP/1.0 and HTTP/1.1 are supported"}
 )
 
 type statusError struct {
@@ -89,6 +94,9 @@ func readRequest(br *bufio.Reader, maxURI, maxHead int) (*http.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
+	if err := checkHead(req); err != nil {
+		return nil, err
+	}
 	switch {
 	case len(req.TransferEncoding) > 0: // net/http accepts only "chunked"
 		req.Body = &chunkedBody{br: br, r: httputil.NewChunkedReader(br)}
@@ -98,6 +106,28 @@ func readRequest(br *bufio.Reader, maxURI, maxHead int) (*http.Request, error) {
 		req.Body = http.NoBody
 	}
 	return req, nil
+}
+
+// checkHead refuses what net/http's parser lets through but a server must
+// not: a version other than 1.0 and 1.1 (it would go out as 1.1), and
+// header names that are not tokens ("X A", "Transfer-Encoding :") or
+// values with control bytes, which the Transport would refuse only after
+// the chain was dialled, as if the chain had failed.
+func checkHead(req *http.Request) error {
+	if req.ProtoMajor != 1 || req.ProtoMinor > 1 {
+		return errVersion
+	}
+	for name, values := range req.Header {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("%w %q", errHeaderName, name)
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("%w (%s)", errHeaderValue, name)
+			}
+		}
+	}
+	return nil
 }
 
 var errLineTooLong = errors.New("line too long")

@@ -12,6 +12,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -307,6 +308,21 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 		return false
 	}
 	keepAlive := !req.Close && req.ProtoAtLeast(1, 1)
+	// What the client has sent of its body is read and checked before the
+	// chain is dialled: a body that is malformed or cut short there gets
+	// 400 here, and the destination never sees its head. (A client that
+	// waits for "100 Continue" sends nothing before the destination asks:
+	// its body streams, and is checked on the way.)
+	var start []byte
+	complete := req.ContentLength == 0
+	if !complete && !expectsContinue(req) {
+		var err error
+		if start, complete, err = c.prefetchBody(req.Body, req.ContentLength); err != nil {
+			c.log.Debug("client request body failed", "err", err)
+			c.writeError(bodyError(err), true, nil)
+			return false
+		}
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Nothing may stall for longer than the idle timeout: not the client's
@@ -323,8 +339,15 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 		Host:       req.URL.Host,
 	}
 	var body *clientBody
-	if req.ContentLength != 0 {
-		body = &clientBody{c: c, r: req.Body, idle: idle, expect: expectsContinue(req)}
+	switch {
+	case complete && req.ContentLength != 0: // read already; framed as the client framed it
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(start)), req.ContentLength
+	case !complete:
+		r := req.Body
+		if len(start) > 0 {
+			r = io.NopCloser(io.MultiReader(bytes.NewReader(start), req.Body))
+		}
+		body = &clientBody{c: c, r: r, idle: idle, expect: expectsContinue(req)}
 		out.Body, out.ContentLength = body, req.ContentLength
 	}
 	websocket := c.srv.Headers.Clean(out.Header, req.URL)
@@ -346,11 +369,7 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 		case body != nil && body.clientErr() != nil:
 			// The client's fault, not the chain's: 408 or 400, not 502.
 			c.log.Debug("client request body failed", "err", body.clientErr())
-			code := http.StatusBadRequest
-			if ne, ok := errors.AsType[net.Error](body.clientErr()); ok && ne.Timeout() {
-				code = http.StatusRequestTimeout
-			}
-			c.writeError(&statusError{code, "request body incomplete"}, true, nil)
+			c.writeError(bodyError(body.clientErr()), true, nil)
 		case idle.fired():
 			c.writeError(&statusError{http.StatusGatewayTimeout, "the destination stalled"}, true, nil)
 		default:
@@ -438,20 +457,24 @@ func warnChainFailed(log *slog.Logger, hop *chain.HopError, err error) {
 	log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
 }
 
-// dialFailed answers a chain failure and logs it: the hop at warn level,
-// the destination only at debug.
+// dialFailed logs a chain failure and answers it: the hop at warn level,
+// the destination only at debug. The log comes first: the answer may
+// linger (see lingerClose).
 func (c *clientConn) dialFailed(err error, dest string) {
-	c.writeError(err, true, nil)
 	var hop *chain.HopError
+	var refused *chain.ForbiddenError
 	switch {
 	case errors.As(err, &hop):
 		warnChainFailed(c.log, hop, err)
 	case errors.Is(err, chain.ErrBlocked):
 		c.log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.As(err, &refused):
+		c.log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:
 		c.log.Info("request failed", "status", statusOf(err))
 	}
 	c.log.Debug("request failed", "dest", dest, "err", err)
+	c.writeError(err, true, nil)
 }
 
 // writeError sends the status err maps to, with a short text body.

@@ -14,9 +14,10 @@ import (
 // statusOf maps an error to the status the client gets. It is the only
 // place that does so.
 //
-//	400 malformed or smuggling request, bad destination address
+//	400 malformed or smuggling request (invalid header names included), bad destination address
 //	403 policy refused the destination, or the exit did (its range guard, or a hop's ruleset)
 //	414/431 request line / head over the limits
+//	505 an HTTP version other than 1.0 and 1.1
 //	502 the chain could not be built, or the destination failed
 //	504 a hop or the destination did not answer in time
 func statusOf(err error) int {

@@ -33,8 +33,13 @@ type failures struct {
 }
 
 // dummyHash is compared against for unknown users, so that the time a
-// check takes does not tell which user names exist.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("veilchain: no such user"), bcrypt.DefaultCost)
+// check takes does not tell which user names exist. It is made on first
+// use, not at package load, which cost every start (--help included)
+// bcrypt's 70-185 ms.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("veilchain: no such user"), bcrypt.DefaultCost) // fails only on a bad cost or a password over 72 bytes
+	return h
+})
 
 // NewUsers checks that every hash is a bcrypt hash.
 func NewUsers(hashes map[string]string) (*Users, error) {
@@ -81,12 +86,15 @@ func (u *Users) Authenticate(source, user, password string) bool {
 	if u.recentlyGood(key) {
 		return true
 	}
+	// Made before the look-up: the first check pays for it whether the
+	// user exists or not, so its time says nothing either.
+	dummy := dummyHash()
 	u.mu.Lock()
 	hash, ok := u.hashes[user]
 	gen := u.gen
 	u.mu.Unlock()
 	if !ok {
-		hash = dummyHash
+		hash = dummy
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && ok {
 		u.mu.Lock()

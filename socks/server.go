@@ -146,11 +146,14 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 // the destination itself is logged only at debug.
 func logDialError(log *slog.Logger, err error, code byte, dest string) {
 	var hop *chain.HopError
+	var refused *chain.ForbiddenError
 	switch {
 	case errors.As(err, &hop):
 		log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "reply", chain.ReplyText(code), "err", hop.Err)
 	case errors.Is(err, chain.ErrBlocked):
 		log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.As(err, &refused):
+		log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:
 		log.Info("connect failed", "reply", chain.ReplyText(code))
 	}

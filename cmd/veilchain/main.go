@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -37,15 +38,48 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "veilchain",
 		Usage: "hide behind a chain of remote proxies",
 		Description: "run: a local SOCKS5 front end whose connections go through a chain of hops.\n" +
 			"serve: a SOCKS5 hop/exit server for such chains.\n" +
 			"demo: a whole chain on this machine, to see what a destination sees.",
-		Commands:        []*cli.Command{runCommand(), serveCommand(), demoCommand(), checkCommand(), hashPasswordCommand()},
-		HideHelpCommand: true,
+		Commands: []*cli.Command{runCommand(), serveCommand(), demoCommand(), checkCommand(), hashPasswordCommand(), versionCommand()},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"},
+		},
+		Action: appAction,
+		// A comma may be part of a value (a password in a --hop URL or a
+		// --user): several values are given by repeating the flag.
+		DisableSliceFlagSeparator: true,
+		// Errors come back to main, which prints them and exits 1; the
+		// default handler would exit from inside Run.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	for _, cmd := range app.Commands {
+		if cmd.ArgsUsage == "" && cmd.Before == nil {
+			cmd.Before = noArgs // a command that names no arguments takes none
+		}
+	}
+	return app
+}
+
+// appAction runs when no command was named: --version, or the help, or
+// an error for a name that is no command.
+func appAction(c *cli.Context) error {
+	switch {
+	case c.Bool("version"):
+		printVersion(c.App.Writer)
+		return nil
+	case c.Args().Present():
+		var names []string
+		for _, cmd := range c.App.VisibleCommands() {
+			names = append(names, cmd.Name)
+		}
+		return fmt.Errorf("unknown command %q: the commands are %s (see veilchain help COMMAND)",
+			c.Args().First(), strings.Join(names, ", "))
+	}
+	return cli.ShowAppHelp(c)
 }
 
 var logFlags = []cli.Flag{

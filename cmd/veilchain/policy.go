@@ -92,7 +92,7 @@ func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Diale
 	if err != nil {
 		return nil, cfg.Errorf([]any{"chains", name, "mode"}, "%v", err)
 	}
-	c := &chain.Chain{Mode: mode, Length: ch.Length, Health: &chain.Health{},
+	c := &chain.Chain{Mode: mode, Length: ch.Length, Health: &chain.Health{Logger: log.With("chain", name)},
 		ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake}
 	if ch.ConnectTimeout > 0 {
 		c.ConnectTimeout = ch.ConnectTimeout

@@ -1,0 +1,49 @@
+package policy
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// Loading the package makes no bcrypt hash: that cost 70-185 ms at every
+// start of the binary, --help included. The test runs its own binary
+// again with GODEBUG=inittrace=1, which reports each package's init time
+// and allocations. A bcrypt hash allocates its Blowfish state, 4168
+// bytes, so an init that allocates less made none; the time is in the
+// message.
+func TestPackageInitMakesNoHash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the test binary again")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("running %s again: %v\n%s", os.Args[0], err, out)
+	}
+	m := regexp.MustCompile(`init github.com/veilchain/veilchain/policy @\S+ ms, (\S+) ms clock, (\d+) bytes`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no init trace for this package in:\n%s", out)
+	}
+	if n, _ := strconv.Atoi(string(m[2])); n >= 4168 {
+		t.Errorf("the package's init allocated %d bytes and took %s ms: it makes a bcrypt hash", n, m[1])
+	}
+}
+
+// The hash compared against for unknown users is made on first use, once.
+func TestDummyHashOnFirstUse(t *testing.T) {
+	u, err := NewUsers(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Authenticate("192.0.2.1:1", "nobody", "x") {
+		t.Fatal("an unknown user was let in")
+	}
+	h := dummyHash()
+	if len(h) == 0 || &h[0] != &dummyHash()[0] {
+		t.Fatal("the dummy hash is missing or made again")
+	}
+}
