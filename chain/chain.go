@@ -263,7 +263,14 @@ func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, step func(c
 		case hctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
 			// Our deadline and hctx's timer fire together; either means
 			// the hop was too slow, and says so the same way.
-			err = fmt.Errorf("handshake timed out after %v: %w", timeout, context.DeadlineExceeded)
+			hint := ""
+			if Security(h) != "" {
+				// The gate of a serve answers nothing to a client it does
+				// not let through, not even a refusal: a prober learns
+				// nothing, and a wrong password looks like a slow hop.
+				hint = " (a veilchain serve does not answer wrong credentials: check the user and password)"
+			}
+			err = fmt.Errorf("handshake timed out after %v%s: %w", timeout, hint, context.DeadlineExceeded)
 		}
 		return nil, err
 	}

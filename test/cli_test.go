@@ -59,6 +59,8 @@ type proc struct {
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(veilchain(t), args...), lines: make(chan map[string]any, 100), done: make(chan struct{})}
+	// Each process its own config dir, so each serve has its own key.
+	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

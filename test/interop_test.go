@@ -141,8 +141,17 @@ func startSSHDynamic(t *testing.T) string {
 
 // startServe runs `veilchain serve` and returns its address.
 func startServe(t *testing.T, args ...string) string {
+	addr, _ := startServePin(t, args...)
+	return addr
+}
+
+// startServePin runs `veilchain serve` and returns its address and the
+// pin of its key, from the hop URL it prints.
+func startServePin(t *testing.T, args ...string) (addr, pin string) {
 	p := start(t, append([]string{"serve", "--listen", "127.0.0.1:0", "--allow-private", "--log-format", "json"}, args...)...)
-	return p.waitFor(t, "serving hop")["addr"].(string)
+	line := p.waitFor(t, "serving hop")
+	_, pin, _ = strings.Cut(line["url"].(string), "?pin=")
+	return line["addr"].(string), pin
 }
 
 // selfSigned writes a certificate for localhost and 127.0.0.1 and its key.
@@ -212,40 +221,44 @@ func TestHopTypes(t *testing.T) {
 	byName := "localhost:" + dest.port // a name: the hop resolves it
 	byIP := "127.0.0.1:" + dest.port
 
-	serve := startServe(t)
-	serveAuth := startServe(t, "--user", "u:p")
+	serve, servePin := startServePin(t)
+	serveAuth, authPin := startServePin(t, "--user", "u:p")
 	cert, key := selfSigned(t)
 	serveTLS := startServe(t, "--user", "u:p", "--tls-cert", cert, "--tls-key", key)
 	_, tlsPort, _ := net.SplitHostPort(serveTLS)
 
 	tests := []struct {
 		name string
-		hop  func() string // the hop URL, starting its server
+		hop  func(t *testing.T) string // the hop URL, starting its server
 		dest string
 	}{
-		{"serve socks5", func() string { return "socks5://" + serve }, byName},
-		{"serve socks5 auth", func() string { return "socks5h://u:p@" + serveAuth }, byName},
-		{"serve socks4a", func() string { return "socks4a://" + serve }, byName},
-		{"serve socks4", func() string { return "socks4://" + serve }, byIP},
-		{"serve http", func() string { return "http://" + serve }, byName},
-		{"serve http auth", func() string { return "http://u:p@" + serveAuth }, byName},
-		{"serve https", func() string { return "https://u:p@localhost:" + tlsPort + "?ca=" + cert }, byName},
-		{"dante socks5", func() string { return "socks5://" + startDante(t) }, byName},
-		{"dante socks5 pipelined", func() string { return "socks5://" + startDante(t) + "?pipeline=1" }, byName},
-		{"serve socks5 auth pipelined", func() string { return "socks5://u:p@" + serveAuth + "?pipeline=1" }, byName},
-		{"openssh -D pipelined", func() string { return "socks5://" + startSSHDynamic(t) + "?pipeline=1" }, byName},
-		{"openssh -D socks4a", func() string { return "socks4a://" + startSSHDynamic(t) }, byName},
-		{"openssh -D socks5", func() string { return "socks5://" + startSSHDynamic(t) }, byName},
-		{"dante socks4", func() string { return "socks4://" + startDante(t) }, byIP},
-		{"microsocks", func() string { return "socks5://" + startMicrosocks(t) }, byName},
-		{"microsocks auth", func() string { return "socks5://u:p@" + startMicrosocks(t, "u", "p") }, byName},
-		{"tinyproxy", func() string { return "http://" + startTinyproxy(t) }, byName},
-		{"tinyproxy auth", func() string { return "http://u:p@" + startTinyproxy(t, "u", "p") }, byName},
+		{"serve socks5s", func(*testing.T) string { return "socks5s://" + serve + "?pin=" + servePin }, byName},
+		{"serve socks5s auth", func(*testing.T) string { return "socks5s://u:p@" + serveAuth + "?pin=" + authPin + "&sni=cdn.example" }, byName},
+		{"serve socks5s by CA", func(*testing.T) string { return "socks5s://u:p@localhost:" + tlsPort + "?ca=" + cert }, byName},
+		{"serve https pinned", func(*testing.T) string { return "https://u:p@" + serveAuth + "?pin=" + authPin }, byName},
+		{"serve socks5", func(*testing.T) string { return "socks5://" + serve }, byName},
+		{"serve socks5 auth", func(t *testing.T) string { return "socks5h://u:p@" + serveAuth }, byName},
+		{"serve socks4a", func(t *testing.T) string { return "socks4a://" + serve }, byName},
+		{"serve socks4", func(t *testing.T) string { return "socks4://" + serve }, byIP},
+		{"serve http", func(t *testing.T) string { return "http://" + serve }, byName},
+		{"serve http auth", func(t *testing.T) string { return "http://u:p@" + serveAuth }, byName},
+		{"serve https", func(t *testing.T) string { return "https://u:p@localhost:" + tlsPort + "?ca=" + cert }, byName},
+		{"dante socks5", func(t *testing.T) string { return "socks5://" + startDante(t) }, byName},
+		{"dante socks5 pipelined", func(t *testing.T) string { return "socks5://" + startDante(t) + "?pipeline=1" }, byName},
+		{"serve socks5 auth pipelined", func(t *testing.T) string { return "socks5://u:p@" + serveAuth + "?pipeline=1" }, byName},
+		{"openssh -D pipelined", func(t *testing.T) string { return "socks5://" + startSSHDynamic(t) + "?pipeline=1" }, byName},
+		{"openssh -D socks4a", func(t *testing.T) string { return "socks4a://" + startSSHDynamic(t) }, byName},
+		{"openssh -D socks5", func(t *testing.T) string { return "socks5://" + startSSHDynamic(t) }, byName},
+		{"dante socks4", func(t *testing.T) string { return "socks4://" + startDante(t) }, byIP},
+		{"microsocks", func(t *testing.T) string { return "socks5://" + startMicrosocks(t) }, byName},
+		{"microsocks auth", func(t *testing.T) string { return "socks5://u:p@" + startMicrosocks(t, "u", "p") }, byName},
+		{"tinyproxy", func(t *testing.T) string { return "http://" + startTinyproxy(t) }, byName},
+		{"tinyproxy auth", func(t *testing.T) string { return "http://u:p@" + startTinyproxy(t, "u", "p") }, byName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(dest.seenPeers())
-			body, err := getThrough(t, tt.dest, tt.hop())
+			body, err := getThrough(t, tt.dest, tt.hop(t))
 			if err != nil || !strings.HasPrefix(body, "peer ") || len(dest.seenPeers()) != before+1 {
 				t.Fatalf("request through %s: %q, %v", tt.name, body, err)
 			}
@@ -253,7 +266,8 @@ func TestHopTypes(t *testing.T) {
 	}
 
 	t.Run("wrong credentials", func(t *testing.T) {
-		for _, hop := range []string{"socks5://u:bad@" + serveAuth, "http://u:bad@" + serveAuth, "http://u:bad@" + startTinyproxy(t, "u", "p"),
+		for _, hop := range []string{"socks5s://u:bad@" + serveAuth + "?pin=" + authPin + "&timeout=2s", "https://u:bad@" + serveAuth + "?pin=" + authPin + "&timeout=2s",
+			"socks5s://u:p@" + serveAuth + "?pin=" + servePin, "socks5://u:bad@" + serveAuth, "http://u:bad@" + serveAuth, "http://u:bad@" + startTinyproxy(t, "u", "p"),
 			"socks5://u:bad@" + startMicrosocks(t, "u", "p"), "socks4a://" + serveAuth} {
 			if _, err := getThrough(t, byName, hop); err == nil {
 				t.Errorf("%s: request went through", hop)

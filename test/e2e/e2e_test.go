@@ -25,6 +25,9 @@ const (
 	exitIP   = "198.18.0.12"
 	destIP   = "198.18.0.13"
 	clientIP = "198.18.0.10"
+	// exitPass is the exit's password on the chains the capture test
+	// watches: long enough to be found in a capture if it crosses hop 1.
+	exitPass = "exit-pass-5f3a9c"
 )
 
 // suite is the running network and the programs on it.
@@ -62,9 +65,11 @@ func TestPrivacyInvariants(t *testing.T) {
 		{"serve-dante", "127.0.0.1:1081", "127.0.0.1:8119"},
 		{"dante-serve", "127.0.0.1:1082", "127.0.0.1:8120"},
 		{"serve-tinyproxy", "127.0.0.1:1083", "127.0.0.1:8121"},
+		{"layered serve-serve", "127.0.0.1:1084", "127.0.0.1:8122"},
 	} {
 		t.Run(ch.name, func(t *testing.T) { s.checkChain(t, ch.socks, ch.http) })
 	}
+	t.Run("layered-capture", s.checkCapture)
 	t.Run("dns-front-end", s.checkDNS)
 	t.Run("proxychains4", s.checkProxychains)
 	t.Run("ssh", s.checkSSH)
@@ -111,10 +116,14 @@ func setup(t *testing.T) *suite {
 	}
 	s.startSSHD(t)
 
-	// Hops: veilchain serve on :1080 and dante on :1081, on hop 1 and the exit.
-	s.hop1ServeArgs = []string{"serve", "--listen", hop1IP + ":1080", "--allow-open", "--log-format", "json"}
+	// Hops: veilchain serve on :1080 and dante on :1081, on hop 1 and the
+	// exit. Each serve takes TLS (socks5s) and, with --allow-plain, plain
+	// SOCKS and HTTP on the same port.
+	s.hop1ServeArgs = []string{"serve", "--listen", hop1IP + ":1080", "--allow-open", "--allow-plain",
+		"--state-dir", filepath.Join(s.dir, "hop1-state"), "--log-format", "json"}
 	s.hop1Serve = startIn(t, s.hop1, nil, s.bin, s.hop1ServeArgs...)
-	exitServe := startIn(t, s.exit, nil, s.bin, "serve", "--listen", exitIP+":1080", "--user", "u:p", "--log-format", "json")
+	exitServe := startIn(t, s.exit, nil, s.bin, "serve", "--listen", exitIP+":1080", "--user", "u:p", "--user", "alice:"+exitPass,
+		"--allow-plain", "--state-dir", filepath.Join(s.dir, "exit-state"), "--log-format", "json")
 	hop1Dante := s.startDante(t, s.hop1)
 	exitDante := s.startDante(t, s.exit)
 	exitTinyproxy := s.startTinyproxy(t, s.exit)
@@ -123,6 +132,7 @@ func setup(t *testing.T) *suite {
 	waitListening(t, s.hop1, exitIP+":1080", exitServe)
 	waitListening(t, s.hop1, exitIP+":1081", exitDante)
 	waitListening(t, s.hop1, exitIP+":8888", exitTinyproxy)
+	hop1Pin, exitPin := waitPin(t, s.hop1Serve), waitPin(t, exitServe)
 
 	// The client: one veilchain run, a listener per chain.
 	cfg := fmt.Sprintf(`log: {format: json}
@@ -132,16 +142,18 @@ listeners:
   - {name: sd, socks: 127.0.0.1:1081, http: 127.0.0.1:8119, chain: sd}
   - {name: ds, socks: 127.0.0.1:1082, http: 127.0.0.1:8120, chain: ds}
   - {name: sh, socks: 127.0.0.1:1083, http: 127.0.0.1:8121, chain: sh}
+  - {name: ll, socks: 127.0.0.1:1084, http: 127.0.0.1:8122, chain: ll}
 chains:
-  ss: {hops: [socks5://%[1]s:1080, socks5://u:p@%[2]s:1080]}
+  ss: {hops: [socks5://%[1]s:1080, socks5://alice:%[3]s@%[2]s:1080]}
+  ll: {hops: ["socks5s://%[1]s:1080?pin=%[4]s", "socks5s://alice:%[3]s@%[2]s:1080?pin=%[5]s"]}
   sd: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1081]}
   ds: {hops: [socks5://%[1]s:1081, socks5://u:p@%[2]s:1080]}
   sh: {hops: [socks5://%[1]s:1080, http://u:p@%[2]s:8888]}
-`, hop1IP, exitIP)
+`, hop1IP, exitIP, exitPass, hop1Pin, exitPin)
 	cfgFile := filepath.Join(s.dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	client := startIn(t, s.client, nil, s.bin, "run", "-c", cfgFile)
-	for _, port := range []string{"1080", "1081", "1082", "1083", "8118", "8119", "8120", "8121", "5353"} {
+	for _, port := range []string{"1080", "1081", "1082", "1083", "1084", "8118", "8119", "8120", "8121", "8122", "5353"} {
 		waitListening(t, s.client, "127.0.0.1:"+port, client)
 	}
 	// A second front end whose DNS hands out fake addresses (198.19/16,
@@ -419,4 +431,76 @@ func (s *suite) counters(t *testing.T) (toHop1, other int) {
 		t.Fatalf("expected 2 counters in:\n%s", out)
 	}
 	return counts[0], counts[1]
+}
+
+// waitPin returns the pin from the hop URL a serve prints at start.
+func waitPin(t *testing.T, p *proc) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(p.log(), "\n") {
+			if u, ok := strings.CutPrefix(line, "socks5s://"); ok {
+				if _, pin, ok := strings.Cut(u, "?pin="); ok {
+					return pin
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%v printed no hop URL:\n%s", p.cmd.Args, p.log())
+	return ""
+}
+
+// checkCapture records every byte crossing hop 1's interface while curl
+// fetches a plain-HTTP URL with a unique path and User-Agent, through the
+// layered chain (TLS to hop 1, TLS to the exit inside it) and through the
+// plain one. Through the layered chain, the capture holds neither the
+// destination's name, nor the path, nor the exit's password, nor the
+// User-Agent; through the plain chain (the positive control that proves
+// the detector works) it holds all four.
+func (s *suite) checkCapture(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		testnet.SkipOrFail(t, "tcpdump not installed")
+	}
+	for _, c := range []struct {
+		name      string
+		socks     string
+		http      string
+		wantFound bool
+	}{
+		{"layered", "127.0.0.1:1084", "127.0.0.1:8122", false},
+		{"plain (control)", "127.0.0.1:1080", "127.0.0.1:8118", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			secret := fmt.Sprintf("%x", time.Now().UnixNano())
+			path, ua := "/private-path-"+secret, "vc-agent-"+secret
+			pcap := filepath.Join(s.dir, "hop1-"+secret+".pcap")
+			dump := startIn(t, s.hop1, nil, "tcpdump", "-i", "eth0", "--immediate-mode", "-U", "-s", "0", "-w", pcap, "tcp")
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(dump.log(), "listening on") && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			for _, args := range [][]string{
+				{"--socks5-hostname", c.socks, "-A", ua, "http://" + destName + path},
+				{"-x", "http://" + c.http, "-A", ua, "http://" + destName + path},
+			} {
+				out, err := s.clientRun("curl", append([]string{"-sS", "--max-time", "20"}, args...)...)
+				if err != nil || !strings.HasPrefix(out, "peer "+exitIP+":") {
+					t.Fatalf("curl %q: %q, %v", args, out, err)
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // the last ACKs and FINs
+			dump.cmd.Process.Signal(os.Interrupt)
+			<-dump.done
+			captured, err := os.ReadFile(pcap)
+			if err != nil || len(captured) < 1000 {
+				t.Fatalf("capture: %d bytes, %v\n%s", len(captured), err, dump.log())
+			}
+			for _, needle := range []string{destName, path, exitPass, ua} {
+				if found := strings.Contains(string(captured), needle); found != c.wantFound {
+					t.Errorf("%q in the bytes crossing hop 1: %v, want %v", needle, found, c.wantFound)
+				}
+			}
+		})
+	}
 }
