@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e proves veilchain's privacy invariants on a small network of
 // Linux network namespaces (198.18.0.0/24 only) with real clients (curl,
 // proxychains4, ssh + nc) and real hops (veilchain serve, dante).
