@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,13 +14,14 @@ import (
 // saw none. The test drives the ticks: a tick sent has been taken, and
 // the one before it handled, when the next send returns.
 func TestPollChangesAsksOncePerChange(t *testing.T) {
-	state := "a"
+	var state atomic.Value // the poller reads it while the test goes on
+	state.Store("a")
 	ticks := make(chan time.Time)
-	requests, stop := pollChanges(func() string { return state }, ticks)
+	requests, stop := pollChanges(func() string { return state.Load().(string) }, ticks)
 	defer stop()
 	tick := func() {
 		ticks <- time.Time{}
-		ticks <- time.Time{} // returns once the first is handled
+		ticks <- time.Time{} // returns once the first is handled (the second may still run)
 	}
 	asked := func() bool {
 		select {
@@ -33,8 +35,8 @@ func TestPollChangesAsksOncePerChange(t *testing.T) {
 	if asked() {
 		t.Fatal("a reload asked for with nothing changed")
 	}
-	state = "b" // the poller reads state only while handling a tick, after this write
-	tick()
+	state.Store("b")
+	tick() // the first of its ticks sees "b", and asks before the second is taken
 	if !asked() {
 		t.Fatal("no reload asked for after a change")
 	}
