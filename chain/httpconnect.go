@@ -12,8 +12,9 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"syscall"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/conns"
 )
 
 // HTTPConnect is an HTTP proxy hop that tunnels with CONNECT (RFC 9110
@@ -84,7 +85,7 @@ func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (
 	// that speaks first). Only then is the conn wrapped, losing splice.
 	if n := br.Buffered(); n > 0 {
 		early, _ := br.Peek(n)
-		return &prefixConn{Conn: c, prefix: append([]byte(nil), early...)}, nil
+		return &conns.PrefixConn{Conn: c, Prefix: append([]byte(nil), early...)}, nil
 	}
 	return c, nil
 }
@@ -151,26 +152,31 @@ func (h *HTTPConnect) readReplies(conn net.Conn) error {
 }
 
 // readHead reads one response head, through its empty line, and nothing
-// after it, in at most limit bytes. It peeks (into buf) when conn is a
-// socket, so that a head costs a read or two, and reads a byte at a time
-// otherwise. Lines may end in CRLF or, as net/http allows, a bare LF.
+// after it, in at most limit bytes. It peeks (into buf) when it can (a
+// socket, where conns.Peek works), so that a head costs a read or two,
+// and reads a byte at a time otherwise: some 40 reads for a usual answer,
+// once per pipelined hop. Lines may end in CRLF or, as net/http allows, a bare LF.
 func readHead(conn net.Conn, limit int, buf []byte) ([]byte, error) {
 	head := make([]byte, 0, 128)
-	rc, err := rawConn(conn)
+	canPeek := true
 	for {
 		if len(head) >= limit {
 			return nil, fmt.Errorf("%w: response head over %d bytes", ErrProtocol, maxResponseHead)
 		}
 		want := 1
-		if rc != nil && err == nil {
+		if canPeek {
 			// How much of what is queued belongs to this head.
-			var peeked []byte
-			if peeked, err = peek(rc, buf[:min(len(buf), limit-len(head))]); err != nil {
+			peeked, ok, err := peekInto(conn, buf[:min(len(buf), limit-len(head))])
+			switch {
+			case !ok:
+				canPeek = false
+			case err != nil:
 				return nil, err
-			}
-			want = len(peeked)
-			if i := headEnd(head, peeked); i >= 0 {
-				want = i
+			default:
+				want = len(peeked)
+				if i := headEnd(head, peeked); i >= 0 {
+					want = i
+				}
 			}
 		}
 		head = slices.Grow(head, want)
@@ -204,77 +210,20 @@ func headEnd(head, next []byte) int {
 	return end - back
 }
 
-// rawConn is conn's socket, when it has one to peek at.
-func rawConn(conn net.Conn) (syscall.RawConn, error) {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("not a socket")
-	}
-	return sc.SyscallConn()
-}
-
-// peek waits for bytes on rc and returns up to len(buf) of them, in buf,
-// leaving them queued.
-func peek(rc syscall.RawConn, buf []byte) ([]byte, error) {
-	var got int
-	var opErr error
-	err := rc.Read(func(fd uintptr) bool {
-		got, _, opErr = syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return opErr != syscall.EAGAIN
-	})
+// peekInto waits for bytes on conn and returns up to len(buf) of them,
+// in buf, leaving them queued. ok is false when conn cannot be peeked at
+// (not a socket, or no peeking on this platform: see conns.Peek).
+func peekInto(conn net.Conn, buf []byte) (peeked []byte, ok bool, err error) {
+	n, err := conns.Peek(conn, buf)
 	switch {
+	case errors.Is(err, conns.ErrNoPeek):
+		return nil, false, nil
+	case err == io.EOF:
+		return nil, true, io.ErrUnexpectedEOF
 	case err != nil:
-		return nil, err
-	case opErr != nil:
-		return nil, opErr
-	case got == 0:
-		return nil, io.ErrUnexpectedEOF
+		return nil, true, err
 	}
-	return buf[:got], nil
+	return buf[:n], true, nil
 }
 
 const maxResponseHead = 64 << 10
-
-// prefixConn is a conn whose first reads return bytes already read.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-// WriteTo sends the saved bytes, then leaves the rest to the conn
-// underneath: between TCP conns io.Copy splices again.
-func (p *prefixConn) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(p.prefix)
-	p.prefix = nil
-	if err != nil {
-		return int64(n), err
-	}
-	m, err := io.Copy(w, p.Conn)
-	return int64(n) + m, err
-}
-
-// ReadFrom writes straight to the conn underneath (its ReadFrom splices).
-func (p *prefixConn) ReadFrom(r io.Reader) (int64, error) {
-	return io.Copy(p.Conn, r)
-}
-
-// CloseWrite passes a half-close on when the conn underneath can.
-func (p *prefixConn) CloseWrite() error { return closeWrite(p.Conn) }
-
-// closeWrite half-closes c when it can, and closes it whole otherwise: for
-// wrappers that must pass a half-close on to the conn they hold.
-func closeWrite(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Close()
-}

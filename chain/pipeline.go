@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/conns"
 )
 
 // pipelined is a hop that takes its whole handshake in one write, with
@@ -142,7 +144,7 @@ func (p *pendingConn) Read(b []byte) (int, error) {
 }
 
 // CloseWrite half-closes the conn underneath, when it can.
-func (p *pendingConn) CloseWrite() error { return closeWrite(p.Conn) }
+func (p *pendingConn) CloseWrite() error { return conns.EndWrite(p.Conn) }
 
 // Confirm waits for a conn from an Optimistic dial to be complete, and
 // returns the error the dial would have returned. Any other conn is

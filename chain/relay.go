@@ -8,8 +8,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/conns"
 )
 
 // Relay copies a→b and b→a until both directions have ended, then returns
@@ -48,13 +49,14 @@ func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration)
 // StartRelay is RelayIdle on goroutines of its own: it returns at once,
 // and calls done with the result when both directions have ended. It owns
 // a and b until then: end it early by cancelling ctx, never by closing
-// them. Nobody has to wait in the meantime, and a direction between TCP
-// conns that has carried bytes and then nothing for a whole splice window
-// waits with no goroutine at all (see parking), until data comes or the
-// idle deadline passes: an idle relayed connection costs its sockets and
-// a little heap. (A direction that has never carried a byte waits on its
-// goroutine: parking it at once would put the watcher on the first
-// byte's path.)
+// them. Nobody has to wait in the meantime, and on Linux a direction
+// between TCP conns that has carried bytes and then nothing for a whole
+// splice window waits with no goroutine at all (see parking), until data
+// comes or the idle deadline passes: an idle relayed connection costs its
+// sockets and a little heap. (A direction that has never carried a byte
+// waits on its goroutine: parking it at once would put the watcher on the
+// first byte's path.) Elsewhere, and with -tags portable, each direction
+// waits on its goroutine.
 func StartRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, done func(aToB, bToA int64, err error)) {
 	startRelay(ctx, a, b, idle, true, done)
 }
@@ -84,53 +86,19 @@ type relay struct {
 	err      [2]error
 
 	mu     sync.Mutex
-	closed bool      // closeBoth has run: park no more
-	parked [2]uint32 // parking tokens of the directions parked now
+	closed bool // closeBoth has run: park no more
+	parks       // the directions parked now (relay_linux.go; none elsewhere)
 }
 
-// closeBoth closes both conns, first taking any parked direction out of
-// the parking lot (while the descriptors still name these sockets) and
-// resuming it, so that it sees the close and ends.
+// closeBoth closes both conns, first resuming any parked direction (see
+// unparkAll), so that it sees the close and ends.
 func (r *relay) closeBoth() {
 	r.mu.Lock()
 	r.closed = true
-	tokens := r.parked
 	r.mu.Unlock()
-	for _, t := range tokens {
-		if t != 0 {
-			parking.unpark(t)
-		}
-	}
+	r.unparkAll()
 	r.a.Close()
 	r.b.Close()
-}
-
-// park leaves direction dir to the parking lot until src has something
-// to read; it reports false when it cannot (the relay is closing, or
-// there is no epoll), and the caller then waits on a goroutine.
-func (r *relay) park(dir int, dst, src *net.TCPConn, total int64) bool {
-	rc, err := src.SyscallConn()
-	if err != nil {
-		return false
-	}
-	fd := -1
-	rc.Control(func(f uintptr) { fd = int(f) })
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || fd < 0 {
-		return false
-	}
-	token, err := parking.park(fd, r.act.deadline(), func() {
-		r.mu.Lock()
-		r.parked[dir] = 0
-		r.mu.Unlock()
-		go r.spliceHalf(dir, dst, src, total, true)
-	})
-	if err != nil {
-		return false
-	}
-	r.parked[dir] = token
-	return true
 }
 
 // half copies src to dst, then ends the direction.
@@ -149,15 +117,22 @@ func (r *relay) half(dir int, dst, src io.ReadWriteCloser) {
 	}
 	st, sok := src.(*net.TCPConn)
 	dt, dok := dst.(*net.TCPConn)
+	if sok && dok {
+		r.tcpHalf(dir, dt, st) // spliced and parked where that exists
+		return
+	}
+	r.copyHalf(dir, dst, src)
+}
+
+// copyHalf is the portable direction: io.Copy (which splices between TCP
+// conns on Linux, with a pipe held for the whole call), under the idle
+// deadline when there is one.
+func (r *relay) copyHalf(dir int, dst, src io.ReadWriteCloser) {
 	var n int64
 	var err error
-	switch sc, isConn := src.(net.Conn); {
-	case sok && dok:
-		r.spliceHalf(dir, dt, st, 0, false)
-		return
-	case r.act != nil && isConn:
+	if sc, isConn := src.(net.Conn); r.act != nil && isConn {
 		n, err = io.Copy(dst, &idleReader{c: sc, act: r.act})
-	default:
+	} else {
 		n, err = io.Copy(dst, src)
 	}
 	r.end(dir, dst, n, err)
@@ -167,13 +142,7 @@ func (r *relay) half(dir int, dst, src io.ReadWriteCloser) {
 // side sees EOF, on error it closes both so the other direction ends too.
 // The last direction to end reports.
 func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
-	halfClosed := false
-	if err == nil {
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			halfClosed = cw.CloseWrite() == nil
-		}
-	}
-	if !halfClosed {
+	if err != nil || conns.CloseWrite(dst) != nil {
 		// An error, or dst cannot half-close: closing it whole is the only
 		// way to pass EOF on.
 		r.closeBoth()
@@ -188,123 +157,6 @@ func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
 		err = r.ctx.Err()
 	}
 	r.done(r.n[0], r.n[1], err)
-}
-
-// spliceHalf copies src to dst with splice(2) while data flows, and
-// holds no pipe while it does not (see spliceCopy: a plain io.Copy
-// between TCP conns keeps its pipe, 2 descriptors, for as long as it
-// waits). The copy runs under a short read deadline, so activity is seen
-// while data flows; when a whole window passes with nothing, the
-// direction waits for more with no goroutine: parked (see parking), or,
-// for RelayIdle, whose caller may close the conns, on a fresh goroutine,
-// since the splice path has grown this one's stack (to 4-8 KiB) and a
-// wait needs far less.
-func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed bool) {
-	rc, err := src.SyscallConn()
-	wc, werr := dst.SyscallConn()
-	if err != nil || werr != nil {
-		n, err := io.Copy(dst, src)
-		r.end(dir, dst, total+n, err)
-		return
-	}
-	act := r.act
-	// Resumed at the idle deadline while the other direction was busy:
-	// with nothing to read, park again until the new deadline rather than
-	// wait for it here, on a goroutine.
-	if resumed && act != nil && !act.expired() && !readable(rc) && r.park(dir, dst, src, total) {
-		return
-	}
-	for {
-		src.SetReadDeadline(act.deadline()) // zero (none) without an idle timeout
-		eof, err := waitReadable(rc)
-		if act != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			if act.expired() {
-				r.end(dir, dst, total, ErrIdle)
-				return
-			}
-			// The other direction was busy: wait again, parked if we can.
-			if r.parkable && r.park(dir, dst, src, total) {
-				return
-			}
-			continue
-		}
-		if err != nil || eof {
-			r.end(dir, dst, total, err)
-			return
-		}
-		act.touch() // now, not when the window closes: the other direction may be checking
-		// The splice returns at least every window, so activity is seen
-		// by the other direction's idle check while data flows; windows
-		// follow one another until one passes with nothing to copy.
-		window := spliceIdle
-		if act != nil {
-			window = min(window, act.idle/2)
-		}
-		for {
-			src.SetReadDeadline(time.Now().Add(window))
-			n, ok, err := spliceCopy(wc, rc)
-			if !ok { // no splice here, or no pipe now
-				var m int64
-				m, err = io.Copy(dst, src)
-				n += m
-			}
-			total += n
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				src.SetReadDeadline(time.Time{})
-				r.end(dir, dst, total, err)
-				return
-			}
-			if n == 0 {
-				break
-			}
-			act.touch()
-		}
-		// A whole window with nothing: wait without a goroutine (until
-		// the relay's idle deadline, if it has one), else on a fresh one.
-		if r.parkable && r.park(dir, dst, src, total) {
-			return
-		}
-		go r.spliceHalf(dir, dst, src, total, false)
-		return
-	}
-}
-
-// spliceIdle is how long a splice waits for more data before the direction
-// goes idle (tests shorten it).
-var spliceIdle = time.Second
-
-// readable says, without waiting, whether rc has a byte to read (or an
-// EOF or error to report).
-func readable(rc syscall.RawConn) bool {
-	ready := true
-	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ready = err != syscall.EAGAIN
-	})
-	return ready
-}
-
-// waitReadable waits until rc has a byte to read, or has reached EOF.
-func waitReadable(rc syscall.RawConn) (eof bool, err error) {
-	var opErr error
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN:
-			return false // nothing yet: let the poller wait
-		case err != nil:
-			opErr = err
-		case n == 0:
-			eof = true
-		}
-		return true
-	})
-	if err == nil {
-		err = opErr
-	}
-	return eof, err
 }
 
 // activity is when a relay last carried a byte, either way.

@@ -7,12 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"testing"
 	"time"
-
-	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // pair returns the two ends of a loopback TCP connection.
@@ -116,58 +112,6 @@ func TestRelayResetEndsOtherDirection(t *testing.T) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("client side never closed")
-	}
-}
-
-func openFDs(t *testing.T) int {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		testnet.SkipOrFail(t, "no /proc/self/fd: %v", err)
-	}
-	return len(entries)
-}
-
-// A relayed connection that waits for data costs its sockets and no
-// pipe: between bursts, while its splice window is still open (io.Copy's
-// splice kept a pipe per direction for the whole window, 2 descriptors
-// each: 80 here), and idle, after a whole window with nothing. Pipes
-// given back wait in the pool, where a collection frees them (and the
-// race detector's pool drops some on purpose).
-func TestRelayHoldsNoPipesWhileWaiting(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		short bool // a short splice window
-		wait  func() time.Duration
-	}{
-		{"between bursts", false, func() time.Duration { return 50 * time.Millisecond }},
-		{"idle", true, func() time.Duration { return 2*spliceIdle + 500*time.Millisecond }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.short {
-				shortIdle(t)
-			}
-			const relays = 20
-			before := openFDs(t)
-			var clients, servers []net.Conn
-			for range relays {
-				client, server, _ := relayed(t, context.Background())
-				clients, servers = append(clients, client), append(servers, server)
-			}
-			// Some traffic both ways, so each direction has spliced once.
-			for i := range relays {
-				clients[i].Write([]byte("x"))
-				servers[i].Write([]byte("y"))
-				io.ReadFull(servers[i], make([]byte, 1))
-				io.ReadFull(clients[i], make([]byte, 1))
-			}
-			time.Sleep(tt.wait())
-			runtime.GC()
-			runtime.GC()
-			time.Sleep(100 * time.Millisecond)
-			if extra := openFDs(t) - before - 4*relays; extra > 8 {
-				t.Fatalf("%d relays hold %d descriptors beyond their 4 sockets each (splice pipes kept while waiting?)", relays, extra)
-			}
-		})
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/conns"
 )
 
 // clientBody is a request body on its way to the destination. The
@@ -211,9 +213,11 @@ type upgraded struct {
 	conn net.Conn
 }
 
+// CloseWrite half-closes the chain's conn, or, when it cannot, closes the
+// stream whole: the only other way to pass EOF on.
 func (u *upgraded) CloseWrite() error {
-	if cw, ok := u.conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
+	if err := conns.CloseWrite(u.conn); !errors.Is(err, errors.ErrUnsupported) {
+		return err
 	}
 	return u.Close()
 }

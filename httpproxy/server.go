@@ -497,8 +497,7 @@ func (c *clientConn) writeError(err error, closeConn bool, extra http.Header) {
 // a moment: closing with unread input makes the kernel send a reset,
 // which can destroy the error response before the client reads it.
 func (c *clientConn) lingerClose() {
-	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+	if conns.CloseWrite(c.conn) == nil {
 		c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.CopyN(io.Discard, c.conn, 256<<10)
 	}

@@ -33,7 +33,7 @@ func veilchain(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "veilchain")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/veilchain").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags="+buildTags, "-o", binPath, "../cmd/veilchain").CombinedOutput()
 		if err != nil {
 			buildErr = errors.New(string(out))
 		}

@@ -7,11 +7,8 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/veilchain/veilchain/chain"
@@ -164,20 +161,20 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 	return rules, nil
 }
 
-// reloadOnSIGHUP re-reads the config (file and flags) on SIGHUP and swaps
-// its chains, rules, block lists and users in: new connections use them,
-// live ones keep their chain. A config that fails to load or build is
-// logged and the running one stays. Listener addresses are not changed
-// by a reload.
+// reloadOnSIGHUP re-reads the config (file and flags) when a reload is
+// asked for (see reloadRequests: SIGHUP on Unix; on Windows, which has no
+// SIGHUP, a change to the config or a block list) and swaps its chains,
+// rules, block lists and users in: new connections use them, live ones
+// keep their chain. A config that fails to load or build is logged and
+// the running one stays. Listener addresses are not changed by a reload.
 func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
 	afterReload func(), log *slog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	requests, stopRequests := reloadRequests(load)
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
-			case <-hup:
+			case <-requests:
 				cfg, err := load()
 				var b *built
 				if err == nil {
@@ -200,7 +197,7 @@ func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, user
 		}
 	}()
 	return func() {
-		signal.Stop(hup)
+		stopRequests()
 		close(done)
 	}
 }

@@ -154,7 +154,7 @@ func serveAction(c *cli.Context) error {
 // handshake record starts 0x16) to the gate, SOCKS 4 and 5 and HTTP to
 // their plain servers, untouched, so the relay can still splice.
 func byFirstByte(c net.Conn) (net.Conn, int) {
-	switch b, err := conns.PeekByte(c); {
+	switch b, c, err := conns.FirstByte(c); {
 	case err != nil:
 		c.Close()
 		return nil, -1

@@ -2,57 +2,43 @@ package conns
 
 import (
 	"errors"
+	"io"
 	"net"
-	"syscall"
 	"time"
 )
 
 // Sniff splits ln by the first byte each client sends: SOCKS (4 or 5) to
-// the first listener returned, anything else (HTTP) to the second. The
-// byte is peeked with MSG_PEEK, not read, so each server gets the raw,
-// untouched *net.TCPConn (and the relay can still splice). A client that
+// the first listener returned, anything else (HTTP) to the second. Where
+// the relay splices (Linux) the byte is peeked with MSG_PEEK, not read, so
+// each server gets the raw, untouched *net.TCPConn; elsewhere it is read
+// and handed back in front of the stream (a *PrefixConn). A client that
 // sends nothing within timeout is closed. Closing both returned listeners
 // closes ln.
 func Sniff(ln net.Listener, timeout time.Duration) (socks, http net.Listener) {
 	lns := Split(ln, 2, timeout, func(c net.Conn) (net.Conn, int) {
-		switch b, err := PeekByte(c); {
+		switch b, c, err := FirstByte(c); {
 		case err != nil:
 			c.Close()
 			return nil, -1
 		case b == 4 || b == 5:
 			return c, 0
+		default:
+			return c, 1
 		}
-		return c, 1
 	})
 	return lns[0], lns[1]
 }
 
-var errNotTCP = errors.New("sniffing needs a TCP connection")
-
-// PeekByte returns the first unread byte of c without consuming it.
-func PeekByte(c net.Conn) (byte, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return 0, errNotTCP
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
+// FirstByte returns c's first byte, and the conn that still starts with
+// it: c itself when the byte could be peeked at, else c behind the byte.
+func FirstByte(c net.Conn) (byte, net.Conn, error) {
 	var b [1]byte
-	var n int
-	var perr error
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
-		return perr != syscall.EAGAIN // not ready yet: let the poller wait
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case perr != nil:
-		return 0, perr
-	case n == 0:
-		return 0, net.ErrClosed
+	_, err := Peek(c, b[:])
+	if errors.Is(err, ErrNoPeek) {
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return 0, c, err
+		}
+		return b[0], &PrefixConn{Conn: c, Prefix: b[:]}, nil
 	}
-	return b[0], nil
+	return b[0], c, err
 }

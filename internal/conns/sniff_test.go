@@ -38,7 +38,9 @@ func TestSniffRoutesByFirstByte(t *testing.T) {
 		if err != nil {
 			t.Fatalf("first bytes %q: %v", tt.first, err)
 		}
-		if _, ok := got.(*net.TCPConn); !ok {
+		// Where the relay splices, the byte is peeked at and the server
+		// gets the raw conn; elsewhere it gets the byte in front of it.
+		if _, ok := got.(*net.TCPConn); canPeek && !ok {
 			t.Fatalf("handed a %T, want the raw *net.TCPConn", got)
 		}
 		buf := make([]byte, len(tt.first))

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e proves veilchain's privacy invariants on a small network of
 // Linux network namespaces (198.18.0.0/24 only) with real clients (curl,
 // proxychains4, ssh + nc) and real hops (veilchain serve, dante).
@@ -100,7 +102,7 @@ func setup(t *testing.T) *suite {
 	s.client, s.hop1, s.exit, s.dest, s.dnsc, s.dnse = h["client"], h["hop1"], h["exit"], h["dest"], h["dnsc"], h["dnse"]
 
 	s.bin = filepath.Join(s.dir, "veilchain")
-	run(t, "go", "build", "-o", s.bin, "../../cmd/veilchain")
+	run(t, "go", "build", "-tags="+buildTags, "-o", s.bin, "../../cmd/veilchain")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

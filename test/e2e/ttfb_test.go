@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -41,7 +43,7 @@ func TestTimeToFirstByte(t *testing.T) {
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "veilchain")
-	run(t, "go", "build", "-o", bin, "../../cmd/veilchain")
+	run(t, "go", "build", "-tags="+buildTags, "-o", bin, "../../cmd/veilchain")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

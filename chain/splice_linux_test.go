@@ -1,3 +1,5 @@
+//go:build !portable
+
 package chain
 
 import (
@@ -131,24 +133,90 @@ func TestRelayWithoutPipesCopiesAnotherWay(t *testing.T) {
 		testnet.SkipOrFail(t, "setrlimit: %v", err)
 	}
 	var fillers []int
+	var held []*pipe
 	defer func() {
 		for _, fd := range fillers {
 			syscall.Close(fd)
 		}
+		for _, p := range held {
+			p.cleanup.Stop()
+			closePipe([2]int{p.r, p.w})
+		}
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}()
-	for range 200 {
-		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
+	// A pipe can still come after the collections above: a relay of an
+	// earlier test that ends now gives its pipe back to the pool, or
+	// frees descriptors for a new one. Hold each such pipe, and fill
+	// again, until none is to be had.
+	for {
+		for range 200 {
+			fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			fillers = append(fillers, fd)
+		}
+		p := getPipe()
+		if p == nil {
 			break
 		}
-		fillers = append(fillers, fd)
-	}
-	if p := getPipe(); p != nil {
-		p.release()
-		t.Fatal("a pipe could still be made: the table is not full")
+		if held = append(held, p); len(held) > 16 {
+			t.Fatal("pipes could still be made: the table does not fill")
+		}
 	}
 	if err := roundTripOnce("out of descriptors"); err != nil {
 		t.Fatalf("relay out of descriptors: %v", err)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		testnet.SkipOrFail(t, "no /proc/self/fd: %v", err)
+	}
+	return len(entries)
+}
+
+// A relayed connection that waits for data costs its sockets and no
+// pipe: between bursts, while its splice window is still open (io.Copy's
+// splice kept a pipe per direction for the whole window, 2 descriptors
+// each: 80 here), and idle, after a whole window with nothing. Pipes
+// given back wait in the pool, where a collection frees them (and the
+// race detector's pool drops some on purpose).
+func TestRelayHoldsNoPipesWhileWaiting(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		short bool // a short splice window
+		wait  func() time.Duration
+	}{
+		{"between bursts", false, func() time.Duration { return 50 * time.Millisecond }},
+		{"idle", true, func() time.Duration { return 2*spliceIdle + 500*time.Millisecond }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.short {
+				shortIdle(t)
+			}
+			const relays = 20
+			before := openFDs(t)
+			var clients, servers []net.Conn
+			for range relays {
+				client, server, _ := relayed(t, context.Background())
+				clients, servers = append(clients, client), append(servers, server)
+			}
+			// Some traffic both ways, so each direction has spliced once.
+			for i := range relays {
+				clients[i].Write([]byte("x"))
+				servers[i].Write([]byte("y"))
+				io.ReadFull(servers[i], make([]byte, 1))
+				io.ReadFull(clients[i], make([]byte, 1))
+			}
+			time.Sleep(tt.wait())
+			runtime.GC()
+			runtime.GC()
+			time.Sleep(100 * time.Millisecond)
+			if extra := openFDs(t) - before - 4*relays; extra > 8 {
+				t.Fatalf("%d relays hold %d descriptors beyond their 4 sockets each (splice pipes kept while waiting?)", relays, extra)
+			}
+		})
 	}
 }

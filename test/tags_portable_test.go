@@ -1,0 +1,6 @@
+//go:build portable
+
+package test
+
+// buildTags: see tags_test.go.
+const buildTags = "portable"

@@ -1,0 +1,8 @@
+//go:build !portable
+
+package test
+
+// buildTags are the tags the binary under test is built with: those of
+// this test binary, so that a run with -tags portable tests the portable
+// binary too.
+const buildTags = ""
