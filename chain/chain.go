@@ -111,17 +111,66 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		}
 		return addr
 	}
+	// A layered hop's replies may still be on their way when the next
+	// hop's handshake starts; if they fail, that is what the dial returns,
+	// however the next handshake then fails.
+	var late struct {
+		failed Hop
+		err    error
+	}
+	fail := func(k int, err error) (net.Conn, Hop, error) {
+		conn.Close()
+		if late.err != nil {
+			return nil, late.failed, late.err
+		}
+		failed, err := c.failure(ctx, hops, k, err)
+		return nil, failed, err
+	}
 	for i := 0; i < len(hops); {
 		h := hops[i]
 		run := pipelinedRun(hops[i:])
+		if l, ok := h.(layered); ok && l.layered() && (i+1 < len(hops) || isOptimistic(ctx)) {
+			// Its TLS handshake takes a round trip; its SOCKS flight
+			// then goes out, and the next hop's TLS hello right behind
+			// it, without waiting for the replies: they are read on the
+			// first Read, which the next hello's answer brings.
+			out, err := c.handshake(ctx, h, conn, func(hctx context.Context) (net.Conn, error) {
+				return l.connectDeferred(hctx, conn, next(i))
+			})
+			if err != nil {
+				return fail(i, err)
+			}
+			rctx, cancel := ctx, context.CancelFunc(func() {})
+			if i+1 == len(hops) {
+				// The dial is over when the replies come: as for a
+				// pipelined exit, only the hop's timeout bounds them.
+				rctx, cancel = context.WithCancel(context.Background())
+			}
+			p := &pendingConn{Conn: out, cancel: cancel}
+			k, begin := i, start
+			p.finish = func() error {
+				defer cancel()
+				if _, err := c.handshake(rctx, h, out, func(context.Context) (net.Conn, error) { return out, l.readReplies(out) }); err != nil {
+					late.failed, late.err = c.failure(rctx, hops, k, err)
+					return late.err
+				}
+				c.succeeded(h, time.Since(begin))
+				return nil
+			}
+			if i+1 == len(hops) {
+				return p, nil, nil
+			}
+			start = time.Now()
+			conn = p
+			i++
+			continue
+		}
 		if run == 0 {
 			out, err := c.handshake(ctx, h, conn, func(hctx context.Context) (net.Conn, error) {
 				return h.Connect(hctx, conn, next(i))
 			})
 			if err != nil {
-				conn.Close()
-				failed, err := c.failure(ctx, hops, i, err)
-				return nil, failed, err
+				return fail(i, err)
 			}
 			c.succeeded(h, time.Since(start))
 			start = time.Now()
@@ -133,9 +182,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		for k := i; k < i+run; k++ {
 			b, err := pipelinedOf(hops[k]).handshakeBytes(next(k))
 			if err != nil {
-				conn.Close()
-				failed, err := c.failure(ctx, hops, k, err)
-				return nil, failed, err
+				return fail(k, err)
 			}
 			batch = append(batch, b...)
 		}
@@ -143,9 +190,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 			_, err := conn.Write(batch)
 			return conn, err
 		}); err != nil {
-			conn.Close()
-			failed, err := c.failure(ctx, hops, i, err)
-			return nil, failed, err
+			return fail(i, err)
 		}
 		if i+run == len(hops) && isOptimistic(ctx) {
 			// The dial is over: only the hops' own timeouts bound the
@@ -162,6 +207,9 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		}
 		if failed, err := c.readReplies(ctx, hops, i, run, conn, start); err != nil {
 			conn.Close()
+			if late.err != nil {
+				return nil, late.failed, late.err
+			}
 			return nil, failed, err
 		}
 		start = time.Now()
@@ -230,7 +278,7 @@ func (c *Chain) forward() Dialer {
 // relay.
 func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, step func(context.Context) (net.Conn, error)) (net.Conn, error) {
 	timeout := c.HandshakeTimeout
-	if t, ok := h.(interface{ HandshakeTimeout() time.Duration }); ok {
+	if t, ok := h.(interface{ HandshakeTimeout() time.Duration }); ok && t.HandshakeTimeout() > 0 {
 		timeout = t.HandshakeTimeout()
 	}
 	if timeout <= 0 {

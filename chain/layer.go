@@ -112,12 +112,12 @@ func PlainLinks(hops []Hop) []string {
 			members = p.Members
 		}
 		for _, h := range members {
-			what := "every destination name"
+			what, cross := "every destination name", "crosses"
 			if i+1 < len(hops) {
 				what = fmt.Sprintf("hop %d's address", i+2)
 			}
 			if hasUser(h) {
-				what = fmt.Sprintf("hop %d's password and %s", i+1, what)
+				what, cross = fmt.Sprintf("hop %d's password and %s", i+1, what), "cross"
 			}
 			switch Security(h) {
 			case "unverified":
@@ -130,7 +130,7 @@ func PlainLinks(hops []Hop) []string {
 				if i > 0 {
 					where = fmt.Sprintf("hop %d", i)
 				}
-				out = append(out, fmt.Sprintf("hop %d (%s) is a plain link: %s cross %s unencrypted; use socks5s:// with the pin its serve prints", i+1, h.Addr(), what, where))
+				out = append(out, fmt.Sprintf("hop %d (%s) is a plain link: %s %s %s unencrypted; use socks5s:// with the pin its serve prints", i+1, h.Addr(), what, cross, where))
 			}
 		}
 	}

@@ -182,11 +182,11 @@ func TestPlainLinks(t *testing.T) {
 	}{
 		{"all layered", hops(pinned, pinned), nil},
 		{"local first hop (Tor, ssh -D)", hops("socks5://127.0.0.1:9050", pinned), nil},
-		{"plain remote first hop", hops("socks5://198.18.0.2:1080", pinned), []string{"hop 1 (198.18.0.2:1080) is a plain link: hop 2's address cross the network"}},
+		{"plain remote first hop", hops("socks5://198.18.0.2:1080", pinned), []string{"hop 1 (198.18.0.2:1080) is a plain link: hop 2's address crosses the network"}},
 		{"plain exit behind a layered hop", hops(pinned, "socks5://alice:secret@198.18.0.3:1080"),
 			[]string{"hop 2 (198.18.0.3:1080) is a plain link: hop 2's password and every destination name cross hop 1 unencrypted"}},
 		{"plain exit behind a local hop", hops("socks5://127.0.0.1:9050", "http://198.18.0.3:3128"),
-			[]string{"hop 2 (198.18.0.3:3128) is a plain link: every destination name cross hop 1"}},
+			[]string{"hop 2 (198.18.0.3:3128) is a plain link: every destination name crosses hop 1"}},
 		{"unverified TLS", hops("socks5s://198.18.0.2:9001?insecure=1"), []string{"hop 1 (198.18.0.2:9001) is TLS without verification"}},
 		{"a pool with one plain member", []Hop{&Pool{Members: hops(pinned, "socks4a://198.18.0.4:1080")}}, []string{"hop 1 (198.18.0.4:1080) is a plain link"}},
 	}

@@ -86,6 +86,34 @@ func (h *SOCKS5) Connect(ctx context.Context, conn net.Conn, addr string) (net.C
 
 func (h *SOCKS5) pipelines() bool { return h.Pipeline && h.TLS == nil }
 
+// layered is a hop in TLS to itself whose replies a Chain may read late,
+// once the next hop's handshake is on its way behind its own.
+type layered interface {
+	layered() bool
+	// connectDeferred runs the TLS handshake and writes the handshake to
+	// reach addr, not waiting for the replies; it returns the TLS conn.
+	connectDeferred(ctx context.Context, conn net.Conn, addr string) (net.Conn, error)
+	// readReplies reads and checks those replies, exactly.
+	readReplies(conn net.Conn) error
+}
+
+func (h *SOCKS5) layered() bool { return h.TLS != nil }
+
+func (h *SOCKS5) connectDeferred(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
+	b, err := h.handshakeBytes(addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := startLayer(ctx, conn, h.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tc.Write(b); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
 func (h *SOCKS5) handshakeBytes(addr string) ([]byte, error) {
 	return appendSOCKS5Addr(append(h.greeting(), 5, 1, 0), addr)
 }
@@ -195,6 +223,11 @@ func (h *SOCKS5) readMethodReply(conn net.Conn) error {
 	var b [2]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		return fmt.Errorf("reading method reply: %w", err)
+	}
+	if b[0] == 'H' && b[1] == 'T' && h.TLS != nil {
+		// "HTTP/1.1 400": a serve's gate handed us to its decoy web
+		// server, as it does with anyone whose credentials it refuses.
+		return fmt.Errorf("%w: the hop answered as a web server, as a veilchain serve does when it refuses the credentials", ErrHopAuth)
 	}
 	if b[0] != 5 {
 		return fmt.Errorf("%w: version %d in method reply", ErrProtocol, b[0])

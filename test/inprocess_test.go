@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/httpproxy"
+	"github.com/veilchain/veilchain/internal/layer"
 	"github.com/veilchain/veilchain/internal/testnet"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -65,6 +67,9 @@ type twoHops struct {
 	exitAddr string
 	exitSeen *recordingDialer
 	hop1Seen *recordingDialer
+	// The same hops behind a gate, as serve's TLS side: address and pin.
+	hop1TLS, hop1Pin string
+	exitTLS, exitPin string
 }
 
 func newTwoHops(t *testing.T, exit *chain.Exit, exitCreds socks.Credentials, frontHops func(hop1, exit string) []chain.Hop) *twoHops {
@@ -75,11 +80,72 @@ func newTwoHops(t *testing.T, exit *chain.Exit, exitCreds socks.Credentials, fro
 	}
 	th.exitAddr = testnet.Serve(t, &socks.Server{Dialer: th.exitSeen, Auth: exitCreds})
 	th.hop1 = testnet.Serve(t, &socks.Server{Dialer: th.hop1Seen})
+	th.exitTLS, th.exitPin = serveLayered(t, &socks.Server{Dialer: th.exitSeen, Auth: exitCreds}, exitCreds)
+	th.hop1TLS, th.hop1Pin = serveLayered(t, &socks.Server{Dialer: th.hop1Seen}, nil)
 	th.front = testnet.Serve(t, &socks.Server{Dialer: &chain.Chain{
 		Hops:             frontHops(th.hop1, th.exitAddr),
 		HandshakeTimeout: 500 * time.Millisecond,
 	}})
 	return th
+}
+
+// serveLayered serves srv behind a gate, as serve's TLS side does, and
+// returns its address and the pin of its key.
+func serveLayered(t *testing.T, srv *socks.Server, creds socks.Credentials) (addr, pin string) {
+	t.Helper()
+	id, err := layer.LoadOrCreate(t.TempDir(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &layer.Gate{TLS: &tls.Config{Certificates: []tls.Certificate{id.Cert}}, Timeout: 5 * time.Second}
+	if creds != nil {
+		g.Auth = creds.Authenticate
+	}
+	socksLn, httpLn, decoyLn := g.Split(ln)
+	decoy := layer.Decoy(nil)
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(socksLn) })
+	wg.Go(func() { decoy.Serve(decoyLn) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		decoy.Close()
+		httpLn.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String(), id.Pin
+}
+
+// layeredHops is hops with each of th's hops by socks5s to its gate, and
+// any other hop (a closed port, a silent one) by socks5s too.
+func (th *twoHops) layeredHops(t *testing.T, hops []chain.Hop) []chain.Hop {
+	t.Helper()
+	var out []chain.Hop
+	for _, h := range hops {
+		s := h.(*chain.SOCKS5)
+		addr, pin := s.Address, "sha256:"+strings.Repeat("A", 43)
+		switch s.Address {
+		case th.hop1:
+			addr, pin = th.hop1TLS, th.hop1Pin
+		case th.exitAddr:
+			addr, pin = th.exitTLS, th.exitPin
+		}
+		user := ""
+		if s.User != "" {
+			user = s.User + ":" + s.Password + "@"
+		}
+		l, err := chain.ParseHop("socks5s://" + user + addr + "?pin=" + pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 func TestDestinationSeesOnlyTheExit(t *testing.T) {
@@ -176,25 +242,30 @@ func TestFailClosed(t *testing.T) {
 		host     string
 		want     byte
 		wantHTTP int
+		// Through layered hops, when it differs: a serve's gate answers
+		// nothing to wrong credentials, so a lock-step client times out
+		// (a client with a request behind them hears the decoy's 400).
+		layeredWant     byte
+		layeredWantHTTP int
 	}{
 		{"first hop down", chain.Exit{AllowPrivate: true}, func(_, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: closedPort(t)}, &chain.SOCKS5{Address: exit, User: "u", Password: "p"}}
-		}, destName, 0x05, 502},
+		}, destName, 0x05, 502, 0, 0},
 		{"exit down", chain.Exit{AllowPrivate: true}, func(hop1, _ string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: closedPort(t)}}
-		}, destName, 0x05, 502},
+		}, destName, 0x05, 502, 0, 0},
 		{"exit rejects auth", chain.Exit{AllowPrivate: true}, func(hop1, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exit, User: "u", Password: "wrong"}}
-		}, destName, 0x02, 502},
+		}, destName, 0x02, 502, 0x04, 502},
 		{"exit silent", chain.Exit{AllowPrivate: true}, func(hop1, _ string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: silent}}
-		}, destName, 0x04, 504},
+		}, destName, 0x04, 504, 0, 0},
 		{"exit refuses loopback by default", chain.Exit{}, func(hop1, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exit, User: "u", Password: "p"}}
-		}, destName, 0x02, 403},
+		}, destName, 0x02, 403, 0, 0},
 		{"exit cannot resolve", chain.Exit{AllowPrivate: true}, func(hop1, exit string) []chain.Hop {
 			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exit, User: "u", Password: "p"}}
-		}, "unknown.veilchain.test", 0x04, 502},
+		}, "unknown.veilchain.test", 0x04, 502, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,6 +303,18 @@ func TestFailClosed(t *testing.T) {
 			if got, closed := connectHTTPEarly(t, earlyHTTP, tt.host+":"+dest.port); got != wantEarlyHTTP || closed != (got == 200) {
 				t.Errorf("HTTP CONNECT, early reply: status %d, closed %v; want %d (and a close after a 200)", got, closed, wantEarlyHTTP)
 			}
+			// Layered: TLS to each hop, replies read late (see Chain).
+			layered := &chain.Chain{Hops: th.layeredHops(t, tt.hops(th.hop1, th.exitAddr)), HandshakeTimeout: 500 * time.Millisecond}
+			want, wantHTTP := tt.want, tt.wantHTTP
+			if tt.layeredWant != 0 {
+				want, wantHTTP = tt.layeredWant, tt.layeredWantHTTP
+			}
+			if got := connect(t, testnet.Serve(t, &socks.Server{Dialer: layered}), tt.host, port); got != want {
+				t.Errorf("layered: reply 0x%02x (%s), want 0x%02x (%s)", got, chain.ReplyText(got), want, chain.ReplyText(want))
+			}
+			if got := httpGetStatus(t, testnet.Serve(t, &httpproxy.Server{Dialer: layered}), "http://"+tt.host+":"+dest.port+"/"); got != wantHTTP {
+				t.Errorf("HTTP front end, layered: status %d, want %d", got, wantHTTP)
+			}
 			if n := dest.accepted.Load() - before; n != 0 {
 				t.Fatalf("the destination accepted %d connection(s): something went around the chain", n)
 			}
@@ -257,7 +340,14 @@ func TestFailClosed(t *testing.T) {
 	if got, closed := connectHTTPEarly(t, testnet.Serve(t, &httpproxy.Server{Dialer: pipelined, EarlyReply: true}), destName+":"+dest.port); got != 200 || closed {
 		t.Fatalf("control case, HTTP CONNECT with early reply: status %d, closed %v", got, closed)
 	}
-	if n := dest.accepted.Load(); n != 4 {
+	layered := &chain.Chain{Hops: th.layeredHops(t, []chain.Hop{&chain.SOCKS5{Address: th.hop1}, &chain.SOCKS5{Address: th.exitAddr, User: "u", Password: "p"}})}
+	if got := connect(t, testnet.Serve(t, &socks.Server{Dialer: layered}), destName, port); got != 0 {
+		t.Fatalf("control case, layered: reply 0x%02x", got)
+	}
+	if got := httpGetStatus(t, testnet.Serve(t, &httpproxy.Server{Dialer: layered}), "http://"+destName+":"+dest.port+"/"); got != 200 {
+		t.Fatalf("control case, HTTP front end, layered: status %d", got)
+	}
+	if n := dest.accepted.Load(); n != 6 {
 		t.Fatalf("control case: the destination accepted %d connections, want 4", n)
 	}
 }

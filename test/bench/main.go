@@ -6,6 +6,10 @@
 // handshake at all (floor.go). Every number is printed with its ratio to
 // direct. BENCHMARKS.md has the flags, the numbers and what they mean.
 //
+// In the three-process harness it also measures the chain layered: a
+// second front end through the same two serves by socks5s:// (TLS 1.3 to
+// each hop, the exit's inside hop 1's), in a column of its own.
+//
 //	go run ./test/bench [-quick] [-setup-only] [-pipeline [-early]] [-procs N] [-one-process] [-idle-only N] [-glider PATH]
 package main
 
@@ -109,7 +113,7 @@ func run() error {
 	}
 	hop1Port, hop2Port, frontPort := freePort(), freePort(), freePort()
 	hopArgs := func(port string) []string {
-		return []string{"serve", "--listen", "127.0.0.1:" + port, "--allow-private"}
+		return []string{"serve", "--listen", "127.0.0.1:" + port, "--allow-private", "--state-dir", filepath.Join(dir, "state-"+port)}
 	}
 	opt := ""
 	if *pipeline {
@@ -152,6 +156,29 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The layered front end: the same hops, by socks5s:// with their pins.
+	var layeredFront *exec.Cmd
+	var viaLayered chain.Dialer
+	if *glider == "" && !*oneProc {
+		var urls []string
+		for _, port := range []string{hop1Port, hop2Port} {
+			out, err := exec.Command(bin, append(hopArgs(port), "--print-url")...).Output()
+			if err != nil {
+				return fmt.Errorf("serve --print-url: %w", err)
+			}
+			urls = append(urls, strings.TrimSpace(string(out)))
+		}
+		layeredPort := freePort()
+		args := []string{"run", "--socks", "127.0.0.1:" + layeredPort, "--http", "", "--hop", urls[0], "--hop", urls[1]}
+		if *early {
+			args = append(args, "--early-reply")
+		}
+		if layeredFront, _, err = start(args...); err != nil {
+			return err
+		}
+		ports = append(ports, layeredPort)
+		viaLayered = &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + layeredPort, Pipeline: *pipeline}}}
+	}
 	for _, p := range ports {
 		if err := waitPort("127.0.0.1:" + p); err != nil {
 			return err
@@ -174,9 +201,19 @@ func run() error {
 
 	fmt.Printf("bench: %s, all on loopback, the client and destination in the bench's own process; %d CPUs\n", product, numCPU())
 	fmt.Printf("floor: 3 bare relays in the same places (no handshake: a fixed next address), %s\n\n", map[bool]string{true: "in one process", false: "3 processes"}[*oneProc])
-	fmt.Printf("%-38s %10s %10s %10s %8s %8s\n", "measure", "direct", "floor", "chain", "floor/d", "chain/d")
-	row := func(name string, d, f, c float64, unit string) {
-		fmt.Printf("%-38s %10s %10s %10s %7.2fx %7.2fx\n", name, fmtNum(d, unit), fmtNum(f, unit), fmtNum(c, unit), f/d, c/d)
+	if viaLayered != nil {
+		fmt.Printf("layered: the same chain by socks5s:// (TLS 1.3 to each hop, pinned), a second front end\n\n")
+		fmt.Printf("%-38s %10s %10s %10s %10s %8s %8s %8s %8s\n", "measure", "direct", "floor", "chain", "layered", "floor/d", "chain/d", "layer/d", "layer/ch")
+	} else {
+		fmt.Printf("%-38s %10s %10s %10s %8s %8s\n", "measure", "direct", "floor", "chain", "floor/d", "chain/d")
+	}
+	// row prints one measure; l is the layered chain's, when there is one.
+	row := func(name string, d, f, c, l float64, unit string) {
+		if viaLayered == nil {
+			fmt.Printf("%-38s %10s %10s %10s %7.2fx %7.2fx\n", name, fmtNum(d, unit), fmtNum(f, unit), fmtNum(c, unit), f/d, c/d)
+			return
+		}
+		fmt.Printf("%-38s %10s %10s %10s %10s %7.2fx %7.2fx %7.2fx %7.2fx\n", name, fmtNum(d, unit), fmtNum(f, unit), fmtNum(c, unit), fmtNum(l, unit), f/d, c/d, l/d, l/c)
 	}
 
 	// Bulk throughput.
@@ -202,24 +239,37 @@ func run() error {
 			return fmt.Errorf("chain bulk: %w", err)
 		}
 		cpu := cpuSeconds(front.Process.Pid) - cpu0
-		row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), d, f, c, "MiB/s")
+		var l, lcpu float64
+		if viaLayered != nil {
+			cpu0 := cpuSeconds(layeredFront.Process.Pid)
+			if l, err = bulk(viaLayered, dest.bulk, conns, total); err != nil {
+				return fmt.Errorf("layered bulk: %w", err)
+			}
+			lcpu = cpuSeconds(layeredFront.Process.Pid) - cpu0
+		}
+		row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), d, f, c, l, "MiB/s")
 		if conns == 1 {
-			fmt.Printf("%-38s %10s %10s %10.2f\n", "  front end CPU s per GiB relayed", "", "", cpu/(float64(total)/(1<<30)))
+			gib := float64(total) / (1 << 30)
+			fmt.Printf("%-38s %10s %10s %10.2f %10s\n", "  front end CPU s per GiB relayed", "", "", cpu/gib, map[bool]string{true: fmt.Sprintf("%.2f", lcpu/gib)}[viaLayered != nil])
 		}
 	}
 
 	// Setup latency.
-	var lat [3][]time.Duration
+	var lat [4][]time.Duration
 	for i, t := range []struct {
 		d    chain.Dialer
 		addr string
-	}{{direct, dest.echo}, {direct, floorEcho}, {viaChain, dest.echo}} {
+	}{{direct, dest.echo}, {direct, floorEcho}, {viaChain, dest.echo}, {viaLayered, dest.echo}} {
+		if t.d == nil {
+			lat[i] = []time.Duration{0}
+			continue
+		}
 		if lat[i], err = setupLatency(t.d, t.addr, sz.setups); err != nil {
 			return err
 		}
 	}
 	for _, p := range []int{50, 99} {
-		row(fmt.Sprintf("setup+1-byte echo p%d, %d seq (µs)", p, sz.setups), us(pct(lat[0], p)), us(pct(lat[1], p)), us(pct(lat[2], p)), "µs")
+		row(fmt.Sprintf("setup+1-byte echo p%d, %d seq (µs)", p, sz.setups), us(pct(lat[0], p)), us(pct(lat[1], p)), us(pct(lat[2], p)), us(pct(lat[3], p)), "µs")
 	}
 
 	if *setupOnly {
@@ -230,8 +280,13 @@ func run() error {
 	dc, de := connsPerSecond(direct, dest.echo, 64, sz.cpsFor)
 	fc, fe := connsPerSecond(direct, floorEcho, 64, sz.cpsFor)
 	cc, ce := connsPerSecond(viaChain, dest.echo, 64, sz.cpsFor)
-	row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), dc, fc, cc, "/s")
-	fmt.Printf("%-38s %10d %10d %10d\n", "  errors", de, fe, ce)
+	var lc float64
+	var le int64
+	if viaLayered != nil {
+		lc, le = connsPerSecond(viaLayered, dest.echo, 64, sz.cpsFor)
+	}
+	row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), dc, fc, cc, lc, "/s")
+	fmt.Printf("%-38s %10d %10d %10d %10d\n", "  errors", de, fe, ce, le)
 
 	// Memory per idle relayed connection.
 	time.Sleep(2 * time.Second) // let the conns/s run's sockets close

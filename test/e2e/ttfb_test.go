@@ -26,6 +26,9 @@ const oneWay = 20 * time.Millisecond
 //	lock-step SOCKS5: every hop's greeting, request and reply in turn (24)
 //	pipelined: each run of ?pipeline=1 hops gets its handshakes in one write (16)
 //	early reply / plain HTTP: the client's request follows the handshakes at once (12)
+//	layered (socks5s, TLS 1.3 to each hop): a TLS round trip per hop, to hop 2
+//	  through hop 1; hop 2's hello follows hop 1's SOCKS flight unanswered (22)
+//	layered, early reply: the request follows the exit's SOCKS flight at once (18)
 func TestTimeToFirstByte(t *testing.T) {
 	requireTUN(t)
 	sweep()
@@ -50,9 +53,12 @@ func TestTimeToFirstByte(t *testing.T) {
 	}
 	destProc := startIn(t, dest, []string{"VC_E2E_HELPER=dest"}, self, dest.ip)
 	destProc.waitReady(t)
+	var pins []string
 	for _, h := range []*host{hop1, hop2} {
-		p := startIn(t, h, nil, bin, "serve", "--listen", h.ip+":1080", "--allow-open", "--log-format", "json")
+		p := startIn(t, h, nil, bin, "serve", "--listen", h.ip+":1080", "--allow-open", "--allow-plain",
+			"--state-dir", filepath.Join(dir, h.name), "--log-format", "json")
 		waitListening(t, h, h.ip+":1080", p)
+		pins = append(pins, waitPin(t, p))
 	}
 	// The test network is in 198.18.0.0/15, like the default fake-ip range.
 	cfg := fmt.Sprintf(`log: {format: json}
@@ -66,15 +72,18 @@ listeners:
   - {name: lk2, socks: "", http: 127.0.0.1:8112, chain: lockstep}
   - {name: pp1, socks: "", http: 127.0.0.1:8121, chain: pipelined}
   - {name: pp2, socks: "", http: 127.0.0.1:8122, chain: pipelined}
+  - {name: ly, socks: 127.0.0.1:1084, http: "", chain: layered}
+  - {name: le, socks: 127.0.0.1:1085, http: "", chain: layered, early_reply: true}
 chains:
   lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080]}
   pipelined: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"]}
   http-exit: {hops: ["socks5://%[1]s:1080?pipeline=1", "http://%[2]s:1080?pipeline=1"]}
-`, hop1.ip, hop2.ip)
+  layered: {hops: ["socks5s://%[1]s:1080?pin=%[3]s", "socks5s://%[2]s:1080?pin=%[4]s"]}
+`, hop1.ip, hop2.ip, pins[0], pins[1])
 	cfgFile := filepath.Join(dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	front := startIn(t, client, nil, bin, "run", "-c", cfgFile)
-	for _, port := range []string{"1080", "1081", "1082", "1083", "8110", "8111", "8112", "8120", "8121", "8122"} {
+	for _, port := range []string{"1080", "1081", "1082", "1083", "1084", "1085", "8110", "8111", "8112", "8120", "8121", "8122"} {
 		waitListening(t, client, "127.0.0.1:"+port, front)
 	}
 
@@ -115,6 +124,8 @@ chains:
 		{"HTTP proxy, pipelined", httpProxy(8120), 11, 14},
 		{"SOCKS5, pipelined, early reply", socks("1082"), 11, 14},
 		{"same, exit is HTTP CONNECT", socks("1083"), 11, 14},
+		{"SOCKS5, layered (TLS per hop)", socks("1084"), 20, 25},
+		{"SOCKS5, layered, early reply", socks("1085"), 16, 21},
 	}
 	if glider != "" {
 		cases = append(cases, ttfbCase{"glider (peer), SOCKS5", socks("1095"), 0, 100}) // reported, not judged
