@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"github.com/veilchain/veilchain/chain"
 )
 
 var (
@@ -337,18 +339,29 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	exitIP(t)
-	// The demo shows the same thing whatever the handshake style; with
-	// --pipeline --early-reply (as the one-process bench runs it) its
-	// front ends answer before the chain is confirmed.
+	// The demo shows the same thing whatever the links and the handshake
+	// style: layered (the default), or plain (as the one-process bench
+	// runs it); with --early-reply its front ends answer before the chain
+	// is confirmed.
 	for _, style := range []struct {
 		name  string
 		flags []string
-	}{{"lock-step", nil}, {"pipelined", []string{"--pipeline"}}, {"early reply", []string{"--pipeline", "--early-reply"}}} {
+		links string
+	}{
+		{"layered", nil, "TLS 1.3 to each hop, pinned"},
+		{"layered, early reply", []string{"--early-reply"}, "TLS 1.3 to each hop, pinned"},
+		{"plain lock-step", []string{"--plain"}, "plain SOCKS5"},
+		{"plain pipelined", []string{"--plain", "--pipeline"}, "plain SOCKS5"},
+		{"plain early reply", []string{"--plain", "--pipeline", "--early-reply"}, "plain SOCKS5"},
+	} {
 		t.Run(style.name, func(t *testing.T) {
 			args := append([]string{"demo", "--once", "--socks", "127.0.0.1:0", "--http", "127.0.0.1:0"}, style.flags...)
 			out, err := exec.Command(veilchain(t), args...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("demo: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "Links:  "+style.links) {
+				t.Errorf("demo does not say its links are %q:\n%s", style.links, out)
 			}
 			// Through SOCKS the client's headers arrive unchanged; through the
 			// HTTP front end they are gone.
@@ -371,9 +384,9 @@ func TestDemo(t *testing.T) {
 			}
 		})
 	}
-	out, err := exec.Command(veilchain(t), "demo", "--once", "--early-reply").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "--early-reply needs --pipeline") {
-		t.Errorf("demo --early-reply without --pipeline: %v\n%s", err, out)
+	out, err := exec.Command(veilchain(t), "demo", "--once", "--pipeline").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--pipeline needs --plain") {
+		t.Errorf("demo --pipeline without --plain: %v\n%s", err, out)
 	}
 }
 
@@ -419,4 +432,75 @@ func dialSOCKS(t *testing.T, front, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestServeIsEncryptedByDefault: serve with only --listen makes a key,
+// prints a pinned socks5s:// URL that works as a hop, keeps the key
+// across restarts (--print-url says the same), and a port that is not on
+// loopback answers plain clients as an HTTPS server would, unless told
+// --allow-plain. run warns about each plain link that leaves the machine.
+func TestServeIsEncryptedByDefault(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, "serve", "--listen", "127.0.0.1:0", "--state-dir", dir, "--allow-private", "--log-format", "json")
+	first := p.waitFor(t, "serving hop")
+	u := first["url"].(string)
+	if !strings.HasPrefix(u, "socks5s://127.0.0.1:") || !strings.Contains(u, "?pin=sha256:") {
+		t.Fatalf("hop URL %q", u)
+	}
+	if _, err := chain.ParseHop(u); err != nil {
+		t.Fatalf("the printed URL does not parse: %v", err)
+	}
+	dest := newDestination(t)
+	if body, err := getThrough(t, "localhost:"+dest.port, u); err != nil || !strings.HasPrefix(body, "peer ") {
+		t.Fatalf("through the printed URL: %q, %v", body, err)
+	}
+	_, pin, _ := strings.Cut(u, "?pin=")
+	out, err := exec.Command(veilchain(t), "serve", "--print-url", "--listen", "0.0.0.0:9001", "--user", "alice:pw", "--state-dir", dir).Output()
+	if want := "socks5s://USER:PASSWORD@HOST:9001?pin=" + pin + "\n"; err != nil || string(out) != want {
+		t.Fatalf("--print-url: %q, %v; want %q (the same key, no password printed)", out, err, want)
+	}
+
+	// Not on loopback: encrypted only. (It listens on all addresses, and
+	// the test reaches it on 127.0.0.1 only.)
+	enc := start(t, "serve", "--listen", "0.0.0.0:0", "--user", "u:p", "--state-dir", dir, "--log-format", "json")
+	_, port, _ := net.SplitHostPort(enc.waitFor(t, "serving hop")["addr"].(string))
+	addr := "127.0.0.1:" + port
+	if got := rawExchange(t, addr, "\x05\x01\x02\x01\x01u\x01p\x05\x01\x00\x03\x01x\x00\x50"); got != "" {
+		t.Errorf("a plain SOCKS client got %q, want a close (what a TLS server gives it)", got)
+	}
+	if got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); got != "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n" {
+		t.Errorf("a plain HTTP client got %q", got)
+	}
+	plain := start(t, "serve", "--listen", "0.0.0.0:0", "--user", "u:p", "--allow-plain", "--state-dir", dir, "--log-format", "json")
+	if plain.waitFor(t, "plain SOCKS and HTTP are served on a non-loopback address (--allow-plain): their clients' credentials and destinations cross the network unencrypted") == nil {
+		t.Fatal("no warning")
+	}
+	_, port, _ = net.SplitHostPort(plain.waitFor(t, "serving hop")["addr"].(string))
+	if got := rawExchange(t, "127.0.0.1:"+port, "\x05\x01\x02\x01\x01u\x01p"); got != "\x05\x02\x01\x00" {
+		t.Errorf("with --allow-plain a plain SOCKS client got %q, want method 2 and auth ok", got)
+	}
+
+	run := start(t, "run", "--socks", "127.0.0.1:0", "--http", "", "--log-format", "json",
+		"--hop", "socks5://198.18.0.2:1080", "--hop", "socks5://alice:secret@198.18.0.3:1080")
+	for _, w := range []string{
+		"hop 1 (198.18.0.2:1080) is a plain link: hop 2's address crosses the network unencrypted; use socks5s:// with the pin its serve prints",
+		"hop 2 (198.18.0.3:1080) is a plain link: hop 2's password and every destination name cross hop 1 unencrypted; use socks5s:// with the pin its serve prints",
+	} {
+		run.waitFor(t, w)
+	}
+}
+
+// rawExchange sends flight over plain TCP and returns what comes back
+// until the server closes, or for half a second.
+func rawExchange(t *testing.T, addr, flight string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	io.WriteString(c, flight)
+	b, _ := io.ReadAll(c)
+	return string(b)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/httpproxy"
+	"github.com/veilchain/veilchain/internal/layer"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -38,7 +40,8 @@ func demoCommand() *cli.Command {
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:1080"},
 			&cli.StringFlag{Name: "http", Usage: "HTTP proxy front end `ADDR` (a free port is used if it is taken)", Value: "127.0.0.1:8118"},
 			&cli.BoolFlag{Name: "once", Usage: "exit after the demo requests instead of serving until Ctrl-C"},
-			&cli.BoolFlag{Name: "pipeline", Usage: "pipeline the handshakes to the demo's hops (as ?pipeline=1 on a hop)"},
+			&cli.BoolFlag{Name: "plain", Usage: "plain SOCKS5 links to the hops instead of TLS to each (socks5:// instead of socks5s://)"},
+			&cli.BoolFlag{Name: "pipeline", Usage: "with --plain: pipeline the handshakes to the demo's hops (as ?pipeline=1 on a hop)"},
 			&cli.BoolFlag{Name: "early-reply", Usage: "with --pipeline: answer SOCKS and CONNECT clients as soon as the handshakes are sent"},
 		}, logFlags...),
 		Action: func(c *cli.Context) error {
@@ -51,10 +54,10 @@ func demoCommand() *cli.Command {
 					return fmt.Errorf("--%s %s: the demo's hops reach loopback and private addresses, so its front ends listen on loopback only", f, c.String(f))
 				}
 			}
-			if c.Bool("early-reply") && !c.Bool("pipeline") {
-				return fmt.Errorf("--early-reply needs --pipeline: the reply can only come early when the chain's handshakes go out at once")
+			if c.Bool("pipeline") && !c.Bool("plain") {
+				return fmt.Errorf("--pipeline needs --plain: inside TLS to a hop the handshake is always in one write")
 			}
-			d := &demo{out: os.Stdout, log: log, pipeline: c.Bool("pipeline"), early: c.Bool("early-reply")}
+			d := &demo{out: os.Stdout, log: log, plain: c.Bool("plain"), pipeline: c.Bool("pipeline"), early: c.Bool("early-reply")}
 			defer d.close()
 			if err := d.start(c.String("socks"), c.String("http")); err != nil {
 				return err
@@ -80,6 +83,7 @@ func demoCommand() *cli.Command {
 type demo struct {
 	out         io.Writer
 	log         *slog.Logger
+	plain       bool   // plain SOCKS5 to the hops, not a TLS layer to each
 	pipeline    bool   // pipelined handshakes to the hops
 	early       bool   // front ends answer before the chain is confirmed
 	socks, http string // front end addresses
@@ -118,22 +122,34 @@ func (d *demo) start(socksAddr, httpAddr string) error {
 
 	// The hops allow loopback destinations only because everything in the
 	// demo is on loopback; `veilchain serve` refuses them by default.
-	exit, err := d.listen("127.0.0.1:0", &socks.Server{
+	creds := socks.Credentials{"demo": "demo-password"}
+	exit, exitPin, err := d.hop(&socks.Server{
 		Dialer: &chain.Exit{AllowPrivate: true, LocalIP: netip.MustParseAddr(d.exitIP), Resolver: dnsResolver(dnsAddr)},
-		Auth:   socks.Credentials{"demo": "demo-password"},
+		Auth:   creds,
 		Logger: d.log,
-	})
+	}, creds)
 	if err != nil {
 		return err
 	}
-	hop1, err := d.listen("127.0.0.1:0", &socks.Server{Dialer: &chain.Exit{AllowPrivate: true}, Logger: d.log})
+	hop1, hop1Pin, err := d.hop(&socks.Server{Dialer: &chain.Exit{AllowPrivate: true}, Logger: d.log}, nil)
 	if err != nil {
 		return err
 	}
-	c := &chain.Chain{Hops: []chain.Hop{
-		&chain.SOCKS5{Address: hop1, Pipeline: d.pipeline},
-		&chain.SOCKS5{Address: exit, User: "demo", Password: "demo-password", Pipeline: d.pipeline},
-	}}
+	urls := []string{"socks5://" + hop1, "socks5://demo:demo-password@" + exit}
+	if d.pipeline {
+		urls[0], urls[1] = urls[0]+"?pipeline=1", urls[1]+"?pipeline=1"
+	}
+	if !d.plain {
+		urls = []string{"socks5s://" + hop1 + "?pin=" + hop1Pin, "socks5s://demo:demo-password@" + exit + "?pin=" + exitPin}
+	}
+	c := &chain.Chain{}
+	for _, u := range urls {
+		h, err := chain.ParseHop(u)
+		if err != nil {
+			return err
+		}
+		c.Hops = append(c.Hops, h)
+	}
 	if d.socks, err = d.listenAnyPort(socksAddr, &socks.Server{Dialer: c, Logger: d.log, EarlyReply: d.early}); err != nil {
 		return err
 	}
@@ -142,7 +158,51 @@ func (d *demo) start(socksAddr, httpAddr string) error {
 	}
 	fmt.Fprintf(d.out, "Chain:  client -> front end (SOCKS5 %s, HTTP %s) -> hop 1 %s -> exit %s (sends from %s) -> %s\n",
 		d.socks, d.http, hop1, exit, d.exitIP, d.destAddr)
+	if d.plain {
+		fmt.Fprintf(d.out, "Links:  plain SOCKS5: hop 1 reads the exit's password and every destination name\n")
+	} else {
+		fmt.Fprintf(d.out, "Links:  TLS 1.3 to each hop, pinned (socks5s://): hop 1 sees only TLS to the exit\n")
+	}
 	return nil
+}
+
+// hop starts srv as a hop on loopback: plain, or behind a gate with a key
+// of its own, as `veilchain serve` runs it. It returns the address and
+// the key's pin.
+func (d *demo) hop(srv *socks.Server, creds socks.Credentials) (addr, pin string, err error) {
+	if d.plain {
+		addr, err := d.listen("127.0.0.1:0", srv)
+		return addr, "", err
+	}
+	dir, err := os.MkdirTemp("", "veilchain-demo-")
+	if err != nil {
+		return "", "", err
+	}
+	d.closers = append(d.closers, func() { os.RemoveAll(dir) })
+	id, err := layer.LoadOrCreate(dir, time.Now())
+	if err != nil {
+		return "", "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", err
+	}
+	g := &layer.Gate{TLS: &tls.Config{Certificates: []tls.Certificate{id.Cert}}}
+	if creds != nil {
+		g.Auth = creds.Authenticate
+	}
+	socksLn, httpLn, decoyLn := g.Split(ln)
+	httpLn.Close()
+	decoy := layer.Decoy(nil)
+	for _, s := range []server{{srv, socksLn}, {decoy, decoyLn}} {
+		go s.srv.Serve(s.ln)
+		d.closers = append(d.closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			s.srv.Shutdown(ctx)
+		})
+	}
+	return ln.Addr().String(), id.Pin, nil
 }
 
 // listen starts srv on addr and returns the bound address.

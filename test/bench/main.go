@@ -135,7 +135,7 @@ func run() error {
 	if *oneProc {
 		// demo's front end chains through a hop and an exit of its own,
 		// in the same process; its exit sends from 127.0.0.2 when it can.
-		frontArgs = []string{"demo", "--socks", "127.0.0.1:" + frontPort, "--http", "127.0.0.1:" + freePort()}
+		frontArgs = []string{"demo", "--plain", "--socks", "127.0.0.1:" + frontPort, "--http", "127.0.0.1:" + freePort()}
 		if *pipeline {
 			frontArgs = append(frontArgs, "--pipeline")
 		}
