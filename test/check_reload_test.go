@@ -40,6 +40,8 @@ func TestCheckCommand(t *testing.T) {
 	dest := newDestination(t)
 	exits, dnsAddr := exitsAt(t, "127.0.0.2")
 	hop1, _ := startServes(t)
+	lhop1, lhop1Pin := startServePin(t)
+	lexit, lexitPin := startServePin(t, "--user", "u:p", "--resolver", dnsAddr, "--outbound-ip", "127.0.0.2")
 	echo := "http://" + destName + ":" + dest.port + "/"
 	t.Run("direct chain is reported", func(t *testing.T) {
 		file := writeFile(t, "leaky.yaml", fmt.Sprintf("dns: {upstream: %q}\nchains:\n  default: {direct: true}\n", dnsAddr))
@@ -56,9 +58,21 @@ func TestCheckCommand(t *testing.T) {
 	}{
 		{"good", []string{"socks5://" + hop1, "socks5://u:p@" + exits[0]}, true, func(t *testing.T, hops []map[string]any) {
 			for _, h := range hops {
-				if h["reachable"] != true || h["auth"] != "ok" {
+				if h["reachable"] != true || h["auth"] != "ok" || h["encrypted"] != "no" {
 					t.Errorf("hop %v", h)
 				}
+			}
+		}},
+		{"layered", []string{`"socks5s://` + lhop1 + "?pin=" + lhop1Pin + `"`, `"socks5s://u:p@` + lexit + "?pin=" + lexitPin + `"`}, true, func(t *testing.T, hops []map[string]any) {
+			for _, h := range hops {
+				if h["reachable"] != true || h["auth"] != "ok" || h["encrypted"] != "yes (pinned)" {
+					t.Errorf("hop %v", h)
+				}
+			}
+		}},
+		{"layered, wrong pin", []string{`"socks5s://` + lhop1 + "?pin=" + lexitPin + `"`}, false, func(t *testing.T, hops []map[string]any) {
+			if hops[0]["reachable"] != true || hops[0]["auth"] != "n/a" || !strings.Contains(hops[0]["error"].(string), "its URL pins "+lexitPin) {
+				t.Errorf("hops %v: want the pin refused, naming both pins", hops)
 			}
 		}},
 		{"hop dead", []string{"socks5://" + hop1, "socks5://u:p@" + closedPort(t)}, false, func(t *testing.T, hops []map[string]any) {
