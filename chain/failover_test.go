@@ -8,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,27 +255,6 @@ func TestStrictDoesNotRetryPlainHops(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink that tests read while hops write to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// take returns what was written since the last take.
-func (s *syncBuffer) take() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.b.String()
-	s.b.Reset()
-	return out
-}
-
 // Health says when a hop is found dead and when it is back, at warn
 // level, with the hop's position and address; further failures of a dead
 // hop are debug lines. No destination appears in either.
@@ -300,7 +278,7 @@ func TestHealthLogsHopChanges(t *testing.T) {
 		}, "hop=2 member=1 hop_addr="},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testnet.LogBuffer
 			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			h1, h2, spare := newHopServer(t), newHopServer(t), newHopServer(t)
 			// A dead period far longer than the test: only a success ends it.
@@ -316,12 +294,12 @@ func TestHealthLogsHopChanges(t *testing.T) {
 				return false
 			}
 			roundTrip(t, c, dest)
-			if out := logs.take(); out != "" {
+			if out := logs.Take(); out != "" {
 				t.Fatalf("all up, Health logged: %s", out)
 			}
 			h2.stop()
 			roundTrip(t, c, dest)
-			out := logs.take()
+			out := logs.Take()
 			if !find(out, "WARN", "hop dead") {
 				t.Errorf("hop 2 went down; log has no warning %q:\n%s", h2Line, out)
 			}
@@ -330,13 +308,13 @@ func TestHealthLogsHopChanges(t *testing.T) {
 			}
 			if tt.mode == chain.Strict && !strings.Contains(tt.where, "member") {
 				roundTrip(t, c, dest) // a strict chain tries the dead hop again
-				if out := logs.take(); strings.Contains(out, "WARN") || !find(out, "DEBUG", "hop still dead") {
+				if out := logs.Take(); strings.Contains(out, "WARN") || !find(out, "DEBUG", "hop still dead") {
 					t.Errorf("a dead hop failed again; want one debug line and no warning:\n%s", out)
 				}
 			}
 			h2.start()
 			c.Probe(context.Background()) // reaches every hop, h2 although it counts as dead
-			out = logs.take()
+			out = logs.Take()
 			if !find(out, "WARN", "hop back alive") {
 				t.Errorf("hop 2 came back; log has no warning %q:\n%s", h2Line, out)
 			}

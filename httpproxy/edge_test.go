@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -288,7 +287,7 @@ func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
 		{"10.1.2.3", []string{"range=10.0.0.0/8", "kind=private", "--allow 10.0.0.0/8", "--allow-private"}},
 		{"[2002:c0a8:101::1]", []string{"range=192.168.0.0/16", "kind=private", "via=6to4"}},
 	} {
-		var logs syncLog
+		var logs testnet.LogBuffer
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		proxy := testnet.Serve(t, &Server{Dialer: &chain.Exit{}, Logger: log})
 		c, br := rawConn(t, proxy)
@@ -317,22 +316,4 @@ func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
 			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, s)
 		}
 	}
-}
-
-// syncLog is a log sink safe to read while a server writes to it.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

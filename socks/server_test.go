@@ -420,24 +420,10 @@ func TestServerAnswersPipelinedHandshakeInOneWrite(t *testing.T) {
 	roundTrip(t, l, "lock-step")
 }
 
-// logBuffer is a log sink safe to read while a server writes to it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // lines returns the lines logged at level and above.
-func (l *logBuffer) lines(level slog.Level) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func logLines(l *testnet.LogBuffer, level slog.Level) string {
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError} {
 			if lv >= level && strings.Contains(line, "level="+lv.String()+" ") {
 				out = append(out, line)
@@ -463,13 +449,13 @@ func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
 		{[]byte{5, 1, 0, 5, 1, 0, 1, 127, 9, 9, 9, 0, 80}, "127.9.9.9", []string{"range=127.0.0.0/8", "kind=loopback"}},
 		{v6("64:ff9b::a9fe:a9fe"), "64:ff9b::a9fe:a9fe", []string{"range=169.254.0.0/16", "kind=link-local", "via=NAT64"}},
 	} {
-		var logs logBuffer
+		var logs testnet.LogBuffer
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		addr := testnet.Serve(t, &Server{Dialer: &chain.Exit{}, Logger: log})
 		if got := exchange(t, addr, tt.req); len(got) < 4 || got[3] != 0x02 {
 			t.Errorf("%s: reply % x, want code 0x02 (not allowed)", tt.dest, got)
 		}
-		info := logs.lines(slog.LevelInfo)
+		info := logLines(&logs, slog.LevelInfo)
 		for _, w := range tt.want {
 			if !strings.Contains(info, "refused by the exit's range guard") || !strings.Contains(info, w) {
 				t.Errorf("%s: the info log does not say %q:\n%s", tt.dest, w, info)
@@ -478,8 +464,8 @@ func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
 		if strings.Contains(info, tt.dest) {
 			t.Errorf("%s: the destination is in the info log:\n%s", tt.dest, info)
 		}
-		if !strings.Contains(logs.lines(slog.LevelDebug), tt.dest) {
-			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, logs.lines(slog.LevelDebug))
+		if !strings.Contains(logLines(&logs, slog.LevelDebug), tt.dest) {
+			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, logLines(&logs, slog.LevelDebug))
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 var (
@@ -465,10 +466,10 @@ func TestServeIsEncryptedByDefault(t *testing.T) {
 	enc := start(t, "serve", "--listen", "0.0.0.0:0", "--user", "u:p", "--state-dir", dir, "--log-format", "json")
 	_, port, _ := net.SplitHostPort(enc.waitFor(t, "serving hop")["addr"].(string))
 	addr := "127.0.0.1:" + port
-	if got := rawExchange(t, addr, "\x05\x01\x02\x01\x01u\x01p\x05\x01\x00\x03\x01x\x00\x50"); got != "" {
+	if got := testnet.RawExchange(t, addr, "\x05\x01\x02\x01\x01u\x01p\x05\x01\x00\x03\x01x\x00\x50", 500*time.Millisecond); got != "" {
 		t.Errorf("a plain SOCKS client got %q, want a close (what a TLS server gives it)", got)
 	}
-	if got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); got != "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n" {
+	if got := testnet.RawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 500*time.Millisecond); got != "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n" {
 		t.Errorf("a plain HTTP client got %q", got)
 	}
 	plain := start(t, "serve", "--listen", "0.0.0.0:0", "--user", "u:p", "--allow-plain", "--state-dir", dir, "--log-format", "json")
@@ -476,7 +477,7 @@ func TestServeIsEncryptedByDefault(t *testing.T) {
 		t.Fatal("no warning")
 	}
 	_, port, _ = net.SplitHostPort(plain.waitFor(t, "serving hop")["addr"].(string))
-	if got := rawExchange(t, "127.0.0.1:"+port, "\x05\x01\x02\x01\x01u\x01p"); got != "\x05\x02\x01\x00" {
+	if got := testnet.RawExchange(t, "127.0.0.1:"+port, "\x05\x01\x02\x01\x01u\x01p", 500*time.Millisecond); got != "\x05\x02\x01\x00<still open>" {
 		t.Errorf("with --allow-plain a plain SOCKS client got %q, want method 2 and auth ok", got)
 	}
 
@@ -488,19 +489,4 @@ func TestServeIsEncryptedByDefault(t *testing.T) {
 	} {
 		run.waitFor(t, w)
 	}
-}
-
-// rawExchange sends flight over plain TCP and returns what comes back
-// until the server closes, or for half a second.
-func rawExchange(t *testing.T, addr, flight string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	io.WriteString(c, flight)
-	b, _ := io.ReadAll(c)
-	return string(b)
 }

@@ -67,7 +67,7 @@ func (g *Gate) route(c net.Conn, cfg *tls.Config) (net.Conn, int) {
 	}
 	rec := &recorder{r: tc}
 	dest := g.classify(bufio.NewReaderSize(rec, 4096), c.RemoteAddr().String())
-	return &replayConn{Conn: tc, prefix: rec.buf.Bytes()}, dest
+	return &conns.PrefixConn{Conn: tc, Prefix: rec.buf.Bytes()}, dest
 }
 
 // classify reads the first flight from br and says where it goes. It
@@ -180,26 +180,4 @@ func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p[:min(len(p), maxFirstFlight-r.buf.Len())])
 	r.buf.Write(p[:n])
 	return n, err
-}
-
-// replayConn is the decrypted stream with the bytes already read from it
-// in front.
-type replayConn struct {
-	net.Conn // *tls.Conn
-	prefix   []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// CloseWrite sends TLS close_notify: the peer reads EOF, and the stream
-// can still carry the other direction.
-func (c *replayConn) CloseWrite() error {
-	return c.Conn.(*tls.Conn).CloseWrite()
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // startServePort wires a gate and its decoy the way `serve` does, with
@@ -99,27 +101,9 @@ func TestNonTLSProberSeesAnHTTPSServer(t *testing.T) {
 		"CONNECT a.example:443 HTTP/1.1\r\n\r\n",
 		"\x04\x01\x00\x50\x00\x00\x00\x01\x00x\x00",
 	} {
-		want := rawExchange(t, refAddr, flight)
-		if got := rawExchange(t, addr, flight); got != want {
+		want := testnet.RawExchange(t, refAddr, flight, time.Second)
+		if got := testnet.RawExchange(t, addr, flight, time.Second); got != want {
 			t.Errorf("after %q: got %q, Go's HTTPS server gives %q", flight, got, want)
 		}
 	}
-}
-
-// rawExchange sends flight over plain TCP and returns all it reads back
-// until the server closes, or for a second.
-func rawExchange(t *testing.T, addr, flight string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	io.WriteString(c, flight)
-	b, err := io.ReadAll(c)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		return string(b) + "<still open>"
-	}
-	return string(b)
 }

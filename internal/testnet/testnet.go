@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,4 +85,51 @@ func SkipOrFail(t *testing.T, format string, args ...any) {
 		t.Fatalf("required by VEILCHAIN_E2E_REQUIRED=1: "+format, args...)
 	}
 	t.Skipf(format+" (set VEILCHAIN_E2E_REQUIRED=1 to make this a failure)", args...)
+}
+
+// LogBuffer is a log sink that a test reads while servers write to it.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Take returns what was written since the last Take.
+func (l *LogBuffer) Take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.b.String()
+	l.b.Reset()
+	return out
+}
+
+// RawExchange sends flight to addr over plain TCP and returns what comes
+// back until the server closes, or until wait has passed, marked then
+// with "<still open>".
+func RawExchange(t testing.TB, addr, flight string, wait time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(wait))
+	io.WriteString(c, flight)
+	b, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return string(b) + "<still open>"
+	}
+	return string(b)
 }
