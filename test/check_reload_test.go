@@ -123,7 +123,18 @@ func TestCheckCommand(t *testing.T) {
 
 // TestReloadUnderLoad: SIGHUP swaps the chain for new connections while a
 // live one keeps going; a broken config is refused and the old one stays.
+// TestReloadUnderLoad: a reload, by SIGHUP or by `veilchain reload`
+// through the control socket, sends new connections through the new
+// chain (the HTTP front end's pooled ones too), keeps live connections on
+// the old one, and a config that does not load leaves the running one
+// (and `veilchain reload` says so, with exit status 1).
 func TestReloadUnderLoad(t *testing.T) {
+	for _, how := range []string{"SIGHUP", "veilchain reload"} {
+		t.Run(how, func(t *testing.T) { testReloadUnderLoad(t, how) })
+	}
+}
+
+func testReloadUnderLoad(t *testing.T, how string) {
 	curl := requireProgram(t, "curl")
 	dest := newDestination(t)
 	exits, _ := exitsAt(t, "127.0.0.2", "127.0.0.3")
@@ -132,7 +143,12 @@ func TestReloadUnderLoad(t *testing.T) {
 		return fmt.Sprintf("log: {format: json}\nlisteners:\n  - {name: a, socks: 127.0.0.1:0, http: 127.0.0.1:0, chain: c}\nchains:\n  c: {hops: [socks5://u:p@%s]}\n", exit)
 	}
 	os.WriteFile(file, []byte(config(exits[0])), 0o600)
-	run := start(t, "run", "-c", file)
+	control := filepath.Join(t.TempDir(), "control.sock")
+	args := []string{"run", "-c", file}
+	if how != "SIGHUP" {
+		args = append(args, "--control", control)
+	}
+	run := start(t, args...)
 	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
 	httpFront := run.waitFor(t, "HTTP proxy front end listening")["addr"].(string)
 	get := func() string {
@@ -162,8 +178,18 @@ func TestReloadUnderLoad(t *testing.T) {
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		live = append(live, bufio.NewReadWriter(bufio.NewReader(c), bufio.NewWriter(c)))
 	}
+	reload := func() (string, error) {
+		if how == "SIGHUP" {
+			run.cmd.Process.Signal(syscall.SIGHUP)
+			return "", nil
+		}
+		out, err := exec.Command(veilchain(t), "reload", "--control", control).CombinedOutput()
+		return string(out), err
+	}
 	os.WriteFile(file, []byte(config(exits[1])), 0o600)
-	run.cmd.Process.Signal(syscall.SIGHUP)
+	if out, err := reload(); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
 	run.waitFor(t, "reload: config applied")
 	if out := get(); !strings.HasPrefix(out, "peer 127.0.0.3:") {
 		t.Errorf("after the reload: %q, want the new exit 127.0.0.3", out)
@@ -181,7 +207,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		resp.Body.Close()
 	}
 	os.WriteFile(file, []byte("chains: [this is not a config"), 0o600)
-	run.cmd.Process.Signal(syscall.SIGHUP)
+	if out, err := reload(); how != "SIGHUP" && (err == nil || !strings.Contains(out, "reload failed, the running config stays")) {
+		t.Errorf("veilchain reload of a broken config: %v\n%s", err, out)
+	}
 	run.waitFor(t, "reload failed: the running config stays")
 	if out := get(); !strings.HasPrefix(out, "peer 127.0.0.3:") {
 		t.Errorf("after a failed reload: %q, want the running config", out)

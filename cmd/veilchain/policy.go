@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"cmp"
 	"context"
 	"log/slog"
@@ -161,43 +162,60 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 	return rules, nil
 }
 
-// reloadOnSIGHUP re-reads the config (file and flags) when a reload is
-// asked for (see reloadRequests: SIGHUP on Unix; on Windows, which has no
-// SIGHUP, a change to the config or a block list) and swaps its chains,
-// rules, block lists and users in: new connections use them, live ones
-// keep their chain. A config that fails to load or build is logged and
-// the running one stays. Listener addresses are not changed by a reload.
-func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
-	afterReload func(), log *slog.Logger) (stop func()) {
-	requests, stopRequests := reloadRequests(load)
+// reloader re-reads the config (file and flags) when asked, one reload at
+// a time: by the control endpoint (reload, which says how it went), or
+// by reloadRequests (SIGHUP on Unix; on Windows, which has no SIGHUP, a
+// change to the config or a block list). It swaps chains, rules, block
+// lists and users in: new connections use them, live ones keep their
+// chain. A config that fails to load or build is logged and the running
+// one stays. Listener addresses are not changed by a reload.
+func reloader(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
+	afterReload func(), log *slog.Logger) (reload func() error, stop func()) {
+	signals, stopSignals := reloadRequests(load)
+	asked := make(chan chan error)
 	done := make(chan struct{})
+	apply := func() error {
+		cfg, err := load()
+		var b *built
+		if err == nil {
+			b, err = build(cfg, log)
+		}
+		if err != nil {
+			log.Error("reload failed: the running config stays", "err", err)
+			return err
+		}
+		stopChecks()
+		var ctx context.Context
+		ctx, stopChecks = context.WithCancel(context.Background())
+		b.apply(ctx, r, users)
+		afterReload()
+		log.Info("reload: config applied", "chains", len(b.chains), "rules", len(b.rules), "blocked", b.block.Len())
+		return nil
+	}
 	go func() {
 		for {
 			select {
-			case <-requests:
-				cfg, err := load()
-				var b *built
-				if err == nil {
-					b, err = build(cfg, log)
-				}
-				if err != nil {
-					log.Error("reload failed: the running config stays", "err", err)
-					continue
-				}
-				stopChecks()
-				var ctx context.Context
-				ctx, stopChecks = context.WithCancel(context.Background())
-				b.apply(ctx, r, users)
-				afterReload()
-				log.Info("reload: config applied", "chains", len(b.chains), "rules", len(b.rules), "blocked", b.block.Len())
+			case <-signals:
+				apply()
+			case reply := <-asked:
+				reply <- apply()
 			case <-done:
 				stopChecks()
 				return
 			}
 		}
 	}()
-	return func() {
-		stopRequests()
+	reload = func() error {
+		reply := make(chan error, 1)
+		select {
+		case asked <- reply:
+			return <-reply
+		case <-done:
+			return errors.New("veilchain is stopping")
+		}
+	}
+	return reload, func() {
+		stopSignals()
 		close(done)
 	}
 }

@@ -35,6 +35,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
 			&cli.BoolFlag{Name: "early-reply", Usage: "answer SOCKS and CONNECT clients of the first listener as soon as the chain's handshakes are sent (needs a ?pipeline=1 exit; a failure then closes instead of answering an error code)"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
+			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH`, for `veilchain reload` (\"\" for none)", DefaultText: controlPathText()},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", DefaultText: "info or the config's"},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json", DefaultText: "text or the config's"},
@@ -98,8 +99,11 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	// Reloads start once every front end exists (afterReload reads them).
-	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
+	reload, stopReload := reloader(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
 	defer stopReload()
+	if ctl := startControl(c, reload, log); ctl != nil {
+		servers = append(servers, *ctl)
+	}
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
 }
 
