@@ -1,9 +1,9 @@
 package main
 
 import (
-	"errors"
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"net"
