@@ -10,8 +10,8 @@ import (
 // is never delivered), so a reload is asked for by changing what a
 // reload reads: the config and its block lists, looked at every 2 s (see
 // configFingerprint). A hop's ca= file is read again with the next such
-// change. The local control endpoint's "reload" (a named pipe) is the
-// explicit way, once it exists.
+// change. `veilchain reload`, through the control socket, is the
+// explicit way.
 func reloadRequests(load func() (*configs.Config, error)) (requests <-chan struct{}, stop func()) {
 	t := time.NewTicker(2 * time.Second)
 	requests, stopPoll := pollChanges(func() string { return configFingerprint(load) }, t.C)
