@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/veilchain/veilchain/chain"
 )
 
 //go:embed default.yaml
@@ -300,8 +301,9 @@ func fieldName(path []any) string {
 }
 
 // Validate checks what can be checked without building objects: levels,
-// timeouts, addresses, chain references and hop URL syntax. (cmd/veilchain
-// builds the hops and reports their errors with Where.)
+// timeouts, addresses, chain references, and hop URLs, modes and pool
+// selectors, with the chain package's own parsers (cmd/veilchain builds
+// the hops with the same ones).
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(path []any, format string, args ...any) {
@@ -404,18 +406,26 @@ func (c *Config) Validate() error {
 		if !ch.Direct && len(ch.Hops) == 0 {
 			add([]any{"chains", name, "hops"}, "no hops: list hop URLs, or write \"direct: true\" to connect without a chain")
 		}
+		// The chain builder's own parsers: one set of rules for what a hop
+		// URL, a mode and a pool selector are.
 		for i, h := range ch.Hops {
-			for _, raw := range h.URLs() {
-				u, err := url.Parse(raw)
-				if err != nil || u.Scheme == "" || u.Host == "" {
-					add([]any{"chains", name, "hops", i}, "not a hop URL (want scheme://[user:pass@]host:port)")
+			if h.URL != "" {
+				if _, err := chain.ParseHop(h.URL); err != nil {
+					add([]any{"chains", name, "hops", i}, "%v", err)
+				}
+				continue
+			}
+			for k, raw := range h.Pool {
+				if _, err := chain.ParseHop(raw); err != nil {
+					add([]any{"chains", name, "hops", i, "pool", k}, "%v", err)
 				}
 			}
+			if _, err := chain.ParseSelector(h.Select); err != nil {
+				add([]any{"chains", name, "hops", i, "select"}, "%v", err)
+			}
 		}
-		switch ch.Mode {
-		case "", "strict", "dynamic", "random", "round-robin":
-		default:
-			add([]any{"chains", name, "mode"}, "%q is not strict, dynamic, random or round-robin", ch.Mode)
+		if _, err := chain.ParseMode(ch.Mode); err != nil {
+			add([]any{"chains", name, "mode"}, "%v", err)
 		}
 		if ch.Length < 0 || ch.Length > len(ch.Hops) {
 			add([]any{"chains", name, "length"}, "must be between 1 and the number of hops")
