@@ -32,6 +32,10 @@ type Chain struct {
 	ConnectTimeout time.Duration
 	// HandshakeTimeout bounds each hop's handshake (default 10 s).
 	HandshakeTimeout time.Duration
+	// LoopGuard, if set, is told of each conn to the first hop while its
+	// handshakes run, for front ends to refuse it should it reach one of
+	// them (a first hop pointing back at this process).
+	LoopGuard *LoopGuard
 
 	next atomic.Uint64 // round-robin position
 }
@@ -105,6 +109,13 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		c.failed(hops[0])
 		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
+	untrack := c.LoopGuard.track(conn)
+	handedOff := false // to a pendingConn, which untracks when its replies are in
+	defer func() {
+		if !handedOff {
+			untrack()
+		}
+	}()
 	next := func(i int) string {
 		if i+1 < len(hops) {
 			return hops[i+1].Addr()
@@ -152,12 +163,14 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 			// replies now, and closing the conn ends the wait, as a
 			// cancellation that blames no hop.
 			rctx, cancel := context.WithCancel(context.Background())
-			p := &pendingConn{Conn: conn, cancel: cancel}
+			p := &pendingConn{Conn: conn, cancel: func() { cancel(); untrack() }}
 			p.finish = func() error {
 				defer cancel()
+				defer untrack()
 				_, err := c.readReplies(rctx, hops, i, run, conn, start)
 				return err
 			}
+			handedOff = true
 			return p, nil, nil
 		}
 		if failed, err := c.readReplies(ctx, hops, i, run, conn, start); err != nil {

@@ -74,6 +74,9 @@ type Server struct {
 	// fails, because the answer it waits for is the response.
 	EarlyReply bool
 	Logger     *slog.Logger
+	// LoopGuard, if set, is asked of every client once its first request
+	// is read: a conn of this process's own chain is refused, not relayed.
+	LoopGuard *chain.LoopGuard
 
 	group      conns.Group
 	transports struct {
@@ -206,6 +209,10 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 		return false
 	}
 	c.conn.SetReadDeadline(time.Time{})
+	if first && s.LoopGuard.Looped(c.conn) {
+		c.dialFailed(chain.ErrLoop, "")
+		return false
+	}
 
 	user, ok := s.authorized(req, c.conn.RemoteAddr().String())
 	if !ok {
@@ -468,6 +475,8 @@ func (c *clientConn) dialFailed(err error, dest string) {
 		warnChainFailed(c.log, hop, err)
 	case errors.Is(err, chain.ErrBlocked):
 		c.log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.Is(err, chain.ErrLoop):
+		c.log.Warn("refused a loop", "err", err)
 	case errors.As(err, &refused):
 		c.log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:

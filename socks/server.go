@@ -42,6 +42,9 @@ type Server struct {
 	EarlyReply bool
 	// Logger gets one line per failed connection; destinations only at debug.
 	Logger *slog.Logger
+	// LoopGuard, if set, is asked of every client once its request is
+	// read: a conn of this process's own chain is refused, not relayed.
+	LoopGuard *chain.LoopGuard
 
 	group conns.Group
 }
@@ -96,7 +99,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	if s.EarlyReply {
 		dctx = chain.Optimistic(dctx)
 	}
-	target, err = s.Dialer.DialContext(dctx, "tcp", dest)
+	if s.LoopGuard.Looped(conn) {
+		err = chain.ErrLoop
+	} else {
+		target, err = s.Dialer.DialContext(dctx, "tcp", dest)
+	}
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
 		code := replyCode(err)
@@ -152,6 +159,8 @@ func logDialError(log *slog.Logger, err error, code byte, dest string) {
 		log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "reply", chain.ReplyText(code), "err", hop.Err)
 	case errors.Is(err, chain.ErrBlocked):
 		log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.Is(err, chain.ErrLoop):
+		log.Warn("refused a loop", "err", err)
 	case errors.As(err, &refused):
 		log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -482,4 +483,58 @@ func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
 			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, logs.lines(slog.LevelDebug))
 		}
 	}
+}
+
+// A chain whose first hop is the very front end that dials it: the
+// connection that comes back in is refused at once (not allowed), and
+// logged at warn; nothing loops. The client's one request makes one dial.
+func TestLoopIntoOwnFrontEndIsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		hop  func(addr string) chain.Hop
+		code byte // the client's reply: SOCKS4's refusal carries no reason
+	}{
+		{"socks5", func(addr string) chain.Hop { return &chain.SOCKS5{Address: addr} }, 0x02},
+		{"socks5 pipelined", func(addr string) chain.Hop { return &chain.SOCKS5{Address: addr, Pipeline: true} }, 0x02},
+		{"socks4a", func(addr string) chain.Hop { return &chain.SOCKS4{Address: addr, A: true} }, 0x01},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			guard := &chain.LoopGuard{}
+			ch := &chain.Chain{LoopGuard: guard, HandshakeTimeout: 5 * time.Second}
+			var dials atomic.Int32
+			counted := chain.DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return ch.DialContext(ctx, network, addr)
+			})
+			var logs logBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			addr := testnet.Serve(t, &Server{Dialer: counted, LoopGuard: guard, Logger: log})
+			ch.Hops = []chain.Hop{tt.hop(addr)}
+
+			got := exchange(t, addr, []byte{5, 1, 0, 5, 1, 0, 3, 4, 'h', 'o', 's', 't', 0, 80})
+			if want := []byte{5, 0, 5, tt.code, 0, 1, 0, 0, 0, 0, 0, 0}; !bytes.Equal(got, want) {
+				t.Fatalf("client got % x, want % x", got, want)
+			}
+			if n := dials.Load(); n != 1 {
+				t.Fatalf("the front end dialled %d times, want 1", n)
+			}
+			if warn := logs.lines(slog.LevelWarn); !strings.Contains(warn, "refused a loop") || !strings.Contains(warn, "first hop points back") {
+				t.Fatalf("warn log:\n%s", warn)
+			}
+		})
+	}
+}
+
+// A client that is not the chain's own conn is served, even from loopback.
+func TestLoopGuardLetsOtherClientsIn(t *testing.T) {
+	guard := &chain.LoopGuard{}
+	rec := &recorder{target: testnet.Echo(t)}
+	addr := testnet.Serve(t, &Server{Dialer: rec, LoopGuard: guard})
+	ch := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: addr}}} // no guard: an unrelated client
+	c, err := ch.DialContext(context.Background(), "tcp", "dest.example:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "hello")
 }

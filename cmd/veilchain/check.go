@@ -70,7 +70,7 @@ func checkAction(c *cli.Context) error {
 		var d net.Dialer
 		return d.DialContext(ctx, network, standInAddr)
 	}}
-	b, err := build(cfg, slog.New(slog.DiscardHandler))
+	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return err
 	}

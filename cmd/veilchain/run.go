@@ -52,7 +52,10 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := build(cfg, log)
+	// Chains tell the front ends which conns are their own, so that a
+	// first hop pointing back at this process is refused, not relayed.
+	loops := &chain.LoopGuard{}
+	b, err := build(cfg, log, loops)
 	if err != nil {
 		return err
 	}
@@ -88,7 +91,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, err = startFrontEnds(cfg, dialer, users, c.Bool("allow-open"), log)
+	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -97,8 +100,25 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var listening []net.Addr
+	for _, s := range servers {
+		listening = append(listening, s.ln.Addr())
+	}
+	if err := refuseLoops(cfg, listening); err != nil {
+		return err
+	}
 	// Reloads start once every front end exists (afterReload reads them).
-	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
+	load := func() (*built, error) {
+		cfg, err := loadConfig(c)
+		if err != nil {
+			return nil, err
+		}
+		if err := refuseLoops(cfg, listening); err != nil {
+			return nil, err
+		}
+		return build(cfg, log, loops)
+	}
+	stopReload := reloadOnSIGHUP(load, router, users, stopChecks, afterReload, log)
 	defer stopReload()
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
 }
@@ -106,7 +126,8 @@ func runAction(c *cli.Context) error {
 // startFrontEnds listens on every listener's addresses and builds its
 // front ends, all dialling through dialer. On error it returns what it
 // had started, for the caller to close.
-func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, allowOpen bool, log *slog.Logger) ([]server, error) {
+func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, allowOpen bool,
+	log *slog.Logger) ([]server, error) {
 	var servers []server
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
@@ -119,7 +140,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		}
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
-				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog}
+				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops}
 			if auth != nil {
 				s.Auth = auth
 			}
@@ -129,6 +150,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			h := newHTTPProxy(cfg, dialer, llog)
 			h.Listener = l.Name
 			h.EarlyReply = l.EarlyReply
+			h.LoopGuard = loops
 			if auth != nil {
 				h.Auth = auth
 			}
