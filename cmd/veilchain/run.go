@@ -78,10 +78,7 @@ func runAction(c *cli.Context) error {
 		}
 	}
 
-	// Front ends dial through Unmap: a fake address handed out by a DNS
-	// front end reaches policy and the chain as its name again.
-	pool := fakePool(cfg)
-	dialer := resolver.Unmap(router, pool)
+	dialer, pool := frontDialer(cfg, router, log)
 	dnsServers, err = startDNS(cfg, router, pool, c.Bool("allow-open"), log)
 	defer func() {
 		for _, d := range dnsServers {
