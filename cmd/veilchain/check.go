@@ -10,9 +10,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -57,22 +58,18 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// The DNS-leak self-test: this process's resolver is pointed at a
-	// stand-in that counts what it is asked (hop names may legitimately
-	// be resolved here; destination names never).
-	standIn := &resolver.Zone{}
-	standInAddr, err := standIn.Listen("127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer standIn.Close()
-	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, standInAddr)
-	}}
 	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return err
+	}
+	// The DNS-leak self-test: the chains look names up on this machine
+	// through a resolver that counts what it is asked (hop names may
+	// legitimately be looked up here; destination names never).
+	local := &countingResolver{next: net.DefaultResolver}
+	for _, d := range b.chains {
+		if ch, ok := d.(*chain.Chain); ok {
+			ch.Resolver = local
+		}
 	}
 	var reports []chainReport
 	allOK := true
@@ -85,16 +82,16 @@ func checkAction(c *cli.Context) error {
 			continue
 		}
 		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), cfg.DNS.Upstream, c.String("dns-domain"))
-		leakTest(c.Context, &r, ch, standIn, c.String("dns-domain"))
+		leakTest(c.Context, &r, ch, local, c.String("dns-domain"))
 		allOK = allOK && r.OK
 		reports = append(reports, r)
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"ok": allOK, "chains": reports})
 	} else {
-		printReports(os.Stdout, reports)
+		printReports(c.App.Writer, reports)
 	}
 	if !allOK {
 		return cli.Exit("", 1)
@@ -145,9 +142,9 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 }
 
 // leakTest asks for a fresh random name through a SOCKS5 front end on
-// this chain, as a program would, and counts how often the stand-in for
-// the local resolver was asked for it: it must be never.
-func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, standIn *resolver.Zone, domain string) {
+// this chain, as a program would, and counts how often the chain's own
+// resolver (local) was asked for it: it must be never.
+func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, local *countingResolver, domain string) {
 	name := fmt.Sprintf("leak%08x.%s", rand.Uint32(), domain)
 	front := &socks.Server{Dialer: ch}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -162,12 +159,36 @@ func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, standIn *res
 	if conn, err := client.DialContext(ctx, "tcp", net.JoinHostPort(name, "80")); err == nil {
 		conn.Close() // the exit may even reach it: the point is where it was resolved
 	}
-	if n := standIn.Queries(name); n != 0 {
+	if n := local.queries(name); n != 0 {
 		r.OK = false
 		r.Err = append(r.Err, fmt.Sprintf("DNS LEAK: this machine's resolver was asked %d time(s) for %s", n, name))
 		return
 	}
 	r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+}
+
+// countingResolver is the chains' resolver in check: it passes lookups
+// on to next, and counts the names asked for.
+type countingResolver struct {
+	next  chain.Resolver
+	mu    sync.Mutex
+	asked map[string]int
+}
+
+func (c *countingResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	c.mu.Lock()
+	if c.asked == nil {
+		c.asked = map[string]int{}
+	}
+	c.asked[strings.TrimSuffix(strings.ToLower(host), ".")]++
+	c.mu.Unlock()
+	return c.next.LookupNetIP(ctx, network, host)
+}
+
+func (c *countingResolver) queries(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.asked[strings.TrimSuffix(strings.ToLower(name), ".")]
 }
 
 func printReports(w io.Writer, reports []chainReport) {
