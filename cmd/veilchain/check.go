@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -30,12 +31,16 @@ func checkCommand() *cli.Command {
 		Name:  "check",
 		Usage: "prove the chains: every hop's reachability, latency and auth, the exit's address, far-side DNS",
 		Description: "Exit status 1 if anything failed. The exit's address needs --echo-url, a URL whose body is the\n" +
-			"caller's address (for example one you host); far-side DNS asks dns.upstream through each chain.",
+			"caller's address (for example one you host); far-side DNS asks dns.upstream (or --dns-upstream)\n" +
+			"through each chain. Unless a listener has a DNS front end or --dns-upstream is given, an upstream\n" +
+			"that does not answer is a warning, not a failure: the chain itself may be fine.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`s of a chain to check instead (repeatable)"},
 			&cli.StringFlag{Name: "echo-url", Usage: "http(s) `URL` that answers with the caller's address"},
 			&cli.StringFlag{Name: "dns-domain", Usage: "far-side DNS test: a fresh random name under `DOMAIN` is asked for", Value: "veilchain-check.invalid"},
+			&cli.StringFlag{Name: "dns-upstream", Usage: "far-side DNS test: ask the DNS server at `HOST:PORT` (default: the config's dns.upstream)"},
+			&cli.BoolFlag{Name: "no-dns", Usage: "skip the far-side DNS test"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 		},
 		Action: checkAction,
@@ -50,6 +55,7 @@ type chainReport struct {
 	DNS  string            `json:"far_side_dns,omitempty"`
 	Leak string            `json:"dns_leak_test,omitempty"`
 	Err  []string          `json:"errors,omitempty"`
+	Warn []string          `json:"warnings,omitempty"`
 	OK   bool              `json:"ok"`
 }
 
@@ -59,6 +65,10 @@ func checkAction(c *cli.Context) error {
 		return err
 	}
 	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return err
+	}
+	far, err := farSideDNS(c, cfg)
 	if err != nil {
 		return err
 	}
@@ -81,7 +91,7 @@ func checkAction(c *cli.Context) error {
 				Err: []string{"direct: connects WITHOUT any proxy; nothing to check"}})
 			continue
 		}
-		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), cfg.DNS.Upstream, c.String("dns-domain"))
+		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), far, c.String("dns-domain"))
 		leakTest(c.Context, &r, ch, local, c.String("dns-domain"))
 		allOK = allOK && r.OK
 		reports = append(reports, r)
@@ -99,7 +109,31 @@ func checkAction(c *cli.Context) error {
 	return nil
 }
 
-func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL, upstream, domain string) chainReport {
+// dnsCheck is the far-side DNS test: which upstream, where that came
+// from, and whether a failure fails the chain (when something relies on
+// that upstream: a DNS front end, or the user's own --dns-upstream).
+type dnsCheck struct {
+	upstream string // "" skips the test
+	from     string
+	required bool
+}
+
+func farSideDNS(c *cli.Context, cfg *configs.Config) (dnsCheck, error) {
+	switch {
+	case c.Bool("no-dns"):
+		return dnsCheck{}, nil
+	case c.IsSet("dns-upstream"):
+		u := c.String("dns-upstream")
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			return dnsCheck{}, fmt.Errorf("--dns-upstream %q: want HOST:PORT, such as 9.9.9.9:53", u)
+		}
+		return dnsCheck{upstream: u, from: "--dns-upstream", required: true}, nil
+	}
+	frontEnd := slices.ContainsFunc(cfg.Listeners, func(l configs.Listener) bool { return l.DNS != "" })
+	return dnsCheck{upstream: cfg.DNS.Upstream, from: "dns.upstream", required: frontEnd}, nil
+}
+
+func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL string, far dnsCheck, domain string) chainReport {
 	if mode == "" {
 		mode = "strict"
 	}
@@ -126,16 +160,21 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 			r.Err = append(r.Err, "exit address: "+err.Error())
 		}
 	}
-	if upstream != "" {
+	if far.upstream != "" {
 		name := fmt.Sprintf("vc%08x.%s", rand.Uint32(), domain)
-		s := &resolver.Server{Dialer: ch, Upstream: upstream, Timeout: 15 * time.Second}
+		s := &resolver.Server{Dialer: ch, Upstream: far.upstream, Timeout: 15 * time.Second}
 		m, err := s.Query(name, dns.TypeA)
 		s.Shutdown(context.Background())
-		if err != nil {
+		switch {
+		case err == nil:
+			r.DNS = fmt.Sprintf("%s answered %s for %s", far.upstream, dns.RcodeToString[m.Rcode], name)
+		case far.required:
 			r.OK = false
-			r.Err = append(r.Err, "far-side DNS: "+err.Error())
-		} else {
-			r.DNS = fmt.Sprintf("%s answered %s for %s", upstream, dns.RcodeToString[m.Rcode], name)
+			r.Err = append(r.Err, fmt.Sprintf("far-side DNS: %s (%s) did not answer through the chain: %v", far.upstream, far.from, err))
+		default:
+			r.Warn = append(r.Warn, fmt.Sprintf("far-side DNS: %s (%s) did not answer through the chain: %v; "+
+				"no DNS front end uses it, so the chain is not failed for it (ask another with --dns-upstream HOST:PORT, or skip with --no-dns)",
+				far.upstream, far.from, err))
 		}
 	}
 	return r
@@ -219,6 +258,9 @@ func printReports(w io.Writer, reports []chainReport) {
 		}
 		for _, e := range r.Err {
 			fmt.Fprintf(w, "  error: %s\n", e)
+		}
+		for _, e := range r.Warn {
+			fmt.Fprintf(w, "  warning: %s\n", e)
 		}
 	}
 }

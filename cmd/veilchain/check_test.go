@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,15 +51,60 @@ func TestLeakTestCatchesLocalResolution(t *testing.T) {
 // their own, and a first hop given by name is still looked up.
 func TestCheckKeepsTheDefaultResolver(t *testing.T) {
 	before := net.DefaultResolver
-	exit := testnet.Serve(t, &socks.Server{Dialer: chain.DialerFunc(func(context.Context, string, string) (net.Conn, error) {
-		return nil, errors.New("test exit reaches nothing")
-	})})
-	_, port, _ := net.SplitHostPort(exit)
+	_, port, _ := net.SplitHostPort(refusingExit(t))
 	out, _ := runApp("check", "--hop", "socks5://localhost:"+port)
 	if net.DefaultResolver != before {
 		t.Fatal("check replaced net.DefaultResolver")
 	}
 	if !strings.Contains(out, "localhost:"+port) || strings.Contains(out, "no such host") {
 		t.Fatalf("check could not look the hop's name up:\n%s", out)
+	}
+}
+
+// refusingExit is a SOCKS5 exit that answers every CONNECT with failure.
+func refusingExit(t *testing.T) string {
+	return testnet.Serve(t, &socks.Server{Dialer: chain.DialerFunc(func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("test exit reaches nothing")
+	})})
+}
+
+// The far-side DNS test names its upstream. An upstream nothing relies on
+// that does not answer is a warning, not a failed chain; one the user
+// gave, or a DNS front end uses, fails it. --no-dns skips the test.
+func TestCheckFarSideDNS(t *testing.T) {
+	hop := "socks5://" + refusingExit(t)
+	withDNS := filepath.Join(t.TempDir(), "dns.yaml")
+	os.WriteFile(withDNS, []byte("listeners:\n  - name: default\n    socks: 127.0.0.1:1080\n    dns: 127.0.0.1:5353\n    chain: default\n"), 0o600)
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		ok      bool
+		want    []string
+		notWant []string
+	}{
+		{"default upstream", nil, true, []string{"chain default (strict): ok", "warning: far-side DNS: 9.9.9.9:53 (dns.upstream) did not answer", "--dns-upstream", "--no-dns"}, []string{"error:"}},
+		{"given upstream", []string{"--dns-upstream", "192.0.2.53:53"}, false, []string{"FAILED", "error: far-side DNS: 192.0.2.53:53 (--dns-upstream) did not answer"}, nil},
+		{"upstream of a DNS front end", []string{"-c", withDNS}, false, []string{"FAILED", "error: far-side DNS: 9.9.9.9:53 (dns.upstream)"}, nil},
+		{"no DNS", []string{"--no-dns"}, true, []string{"chain default (strict): ok"}, []string{"far-side DNS", "error:", "warning:"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runApp(append([]string{"check", "--hop", hop}, tt.args...)...)
+			if (err == nil) != tt.ok {
+				t.Errorf("err = %v, want ok %t", err, tt.ok)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not say %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("output says %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	if _, err := runApp("check", "--hop", hop, "--dns-upstream", "9.9.9.9"); err == nil || !strings.Contains(err.Error(), "--dns-upstream") {
+		t.Errorf("a bad --dns-upstream: %v", err)
 	}
 }
