@@ -231,7 +231,7 @@ func (c *Chain) failure(ctx context.Context, hops []Hop, i int, err error) (Hop,
 	if failed != nil && ctx.Err() == nil {
 		c.failed(failed)
 	}
-	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
+	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err, Destination: failed == nil && i+1 == len(hops)}
 }
 
 func (c *Chain) forward() Dialer {

@@ -203,3 +203,34 @@ func TestChainResolverLooksUpTheFirstHop(t *testing.T) {
 		t.Fatalf("resolver asked for %q, want %q", r.asked, want)
 	}
 }
+
+// HopError.Destination tells an exit's answer about the destination from
+// a hop's answer about the next hop.
+func TestHopErrorDestination(t *testing.T) {
+	deadLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := deadLn.Addr().String()
+	deadLn.Close()
+	exit := socksHop(t, nil)
+	for _, tt := range []struct {
+		name string
+		hops []string
+		want bool
+	}{
+		{"exit cannot reach the destination", []string{exit}, true},
+		{"exit of two cannot reach the destination", []string{exit, exit}, true},
+		{"hop 1 cannot reach hop 2", []string{exit, closed}, false},
+		{"hop 1 down", []string{closed, exit}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Chain{}
+			for _, h := range tt.hops {
+				c.Hops = append(c.Hops, &SOCKS5{Address: h})
+			}
+			_, err := c.DialContext(context.Background(), "tcp", closed)
+			hop, ok := errors.AsType[*HopError](err)
+			if !ok || hop.Destination != tt.want {
+				t.Fatalf("err = %v (%+v), want Destination %t", err, hop, tt.want)
+			}
+		})
+	}
+}

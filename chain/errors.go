@@ -33,6 +33,9 @@ type HopError struct {
 	Index int    // 0-based position in the chain
 	Addr  string // the hop's own host:port
 	Err   error
+	// Destination is set when the hop is the exit and Err is its answer
+	// about the destination: the request went all the way through.
+	Destination bool
 }
 
 func (e *HopError) Error() string {

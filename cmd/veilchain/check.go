@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -182,10 +183,21 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 
 // leakTest asks for a fresh random name through a SOCKS5 front end on
 // this chain, as a program would, and counts how often the chain's own
-// resolver (local) was asked for it: it must be never.
+// resolver (local) was asked for it: it must be never. The test has run
+// only if the name went all the way to the exit; when the chain failed
+// before, it says so instead of a count that proves nothing.
 func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, local *countingResolver, domain string) {
 	name := fmt.Sprintf("leak%08x.%s", rand.Uint32(), domain)
-	front := &socks.Server{Dialer: ch}
+	var mu sync.Mutex
+	var chainErr error
+	dialled := false
+	front := &socks.Server{Dialer: chain.DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := ch.DialContext(ctx, network, addr)
+		mu.Lock()
+		defer mu.Unlock()
+		chainErr, dialled = err, true
+		return conn, err
+	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		r.OK = false
@@ -193,17 +205,31 @@ func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, local *count
 		return
 	}
 	go front.Serve(ln)
-	defer front.Shutdown(context.Background())
 	client := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: ln.Addr().String()}}, HandshakeTimeout: 30 * time.Second}
 	if conn, err := client.DialContext(ctx, "tcp", net.JoinHostPort(name, "80")); err == nil {
 		conn.Close() // the exit may even reach it: the point is where it was resolved
 	}
+	// The client has its answer, so the dial is over; a relay to a
+	// destination that keeps its end open is cut after a moment.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	front.Shutdown(sctx)
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
 	if n := local.queries(name); n != 0 {
 		r.OK = false
 		r.Err = append(r.Err, fmt.Sprintf("DNS LEAK: this machine's resolver was asked %d time(s) for %s", n, name))
 		return
 	}
-	r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+	hop, isHop := errors.AsType[*chain.HopError](chainErr)
+	switch {
+	case !dialled:
+		r.Leak = "not run: the test's request did not reach the chain"
+	case chainErr != nil && !(isHop && hop.Destination):
+		r.Leak = "not run: the chain did not take the test's name to its exit"
+	default:
+		r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+	}
 }
 
 // countingResolver is the chains' resolver in check: it passes lookups

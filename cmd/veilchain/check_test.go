@@ -23,27 +23,39 @@ func (nxResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, 
 }
 
 // TestLeakTestCatchesLocalResolution: a dialer that looks names up on
-// this machine, as a leaky proxy would, must fail the self-test; one
-// that does not must pass it.
+// this machine, as a leaky proxy would, must fail the self-test; one that
+// takes the name to its exit without must pass it; and when the chain
+// fails before its exit, the test has not run and says so.
 func TestLeakTestCatchesLocalResolution(t *testing.T) {
 	local := &countingResolver{next: nxResolver{}}
-	leaky := chain.DialerFunc(func(ctx context.Context, _, a string) (net.Conn, error) {
-		host, _, _ := net.SplitHostPort(a)
-		local.LookupNetIP(ctx, "ip", host)
-		return nil, errors.New("leaky test dialer")
-	})
-	tight := chain.DialerFunc(func(context.Context, string, string) (net.Conn, error) {
-		return nil, errors.New("tight test dialer")
-	})
-	r := chainReport{OK: true}
-	leakTest(context.Background(), &r, leaky, local, "check.invalid")
-	if r.OK || len(r.Err) == 0 || !strings.Contains(r.Err[0], "DNS LEAK") {
-		t.Fatalf("leaky dialer: report %+v, want a DNS LEAK failure", r)
-	}
-	r = chainReport{OK: true}
-	leakTest(context.Background(), &r, tight, local, "check.invalid")
-	if !r.OK || !strings.Contains(r.Leak, "asked 0 times") {
-		t.Fatalf("tight dialer: report %+v", r)
+	atExit := &chain.HopError{Index: 1, Addr: "h:2", Err: &chain.ReplyError{Code: 4}, Destination: true}
+	for _, tt := range []struct {
+		name   string
+		dialer chain.DialerFunc
+		ok     bool
+		want   string
+	}{
+		{"leaky", func(ctx context.Context, _, a string) (net.Conn, error) {
+			host, _, _ := net.SplitHostPort(a)
+			local.LookupNetIP(ctx, "ip", host)
+			return nil, atExit
+		}, false, "DNS LEAK: this machine's resolver was asked 1 time(s)"},
+		{"tight, the exit answered", func(context.Context, string, string) (net.Conn, error) { return nil, atExit }, true, "asked 0 times"},
+		{"first hop down", func(context.Context, string, string) (net.Conn, error) {
+			return nil, &chain.HopError{Index: 0, Addr: "h:1", Err: errors.New("connection refused")}
+		}, true, "not run: the chain did not take the test's name to its exit"},
+		{"second hop unreachable", func(context.Context, string, string) (net.Conn, error) {
+			return nil, &chain.HopError{Index: 0, Addr: "h:1", Err: &chain.ReplyError{Code: 5}}
+		}, true, "not run"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := chainReport{OK: true}
+			leakTest(context.Background(), &r, tt.dialer, local, "check.invalid")
+			got := r.Leak + strings.Join(r.Err, "; ")
+			if r.OK != tt.ok || !strings.Contains(got, tt.want) {
+				t.Fatalf("report %+v, want ok %t and %q", r, tt.ok, tt.want)
+			}
+		})
 	}
 }
 
