@@ -31,8 +31,8 @@ func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "prove the chains: every hop's reachability, latency and auth, the exit's address, far-side DNS",
-		Description: "Exit status 1 if anything failed. The exit's address needs --echo-url, a URL whose body is the\n" +
-			"caller's address (for example one you host); far-side DNS asks dns.upstream (or --dns-upstream)\n" +
+		Description: "Exit status 1 if anything failed. The exit's address needs --echo-url, a URL that answers with the\n" +
+			"caller's address: a bare IP, or JSON with ip, origin, peer_ip or address (for example one you host).\nFar-side DNS asks dns.upstream (or --dns-upstream)\n" +
 			"through each chain. Unless a listener has a DNS front end or --dns-upstream is given, an upstream\n" +
 			"that does not answer is a warning, not a failure: the chain itself may be fine.",
 		Flags: []cli.Flag{
@@ -102,12 +102,67 @@ func checkAction(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"ok": allOK, "chains": reports})
 	} else {
-		printReports(c.App.Writer, reports)
+		printReports(c.App.Writer, reports, c.String("echo-url") != "")
 	}
 	if !allOK {
 		return cli.Exit("", 1)
 	}
 	return nil
+}
+
+// echoExit asks echoURL, through client, for the address it sees. The
+// answer is a bare address, or a JSON object with one under a usual key;
+// anything else is an error that does not repeat the body.
+func echoExit(client *http.Client, echoURL string) (string, error) {
+	resp, err := client.Get(echoURL)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("--echo-url answered %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "", fmt.Errorf("--echo-url: %w", err)
+	}
+	if a, ok := parseEchoedAddr(body); ok {
+		return a, nil
+	}
+	return "", errors.New("--echo-url answered no address: want a bare IP, or JSON with ip, origin, peer_ip or address")
+}
+
+// parseEchoedAddr finds the caller's address in an echo service's answer:
+// a bare IP (with a port or not), or a JSON object whose ip, origin,
+// peer_ip or address field holds one (the first of a list such as
+// httpbin's "origin": "a, b").
+func parseEchoedAddr(body []byte) (string, bool) {
+	one := func(s string) (string, bool) {
+		s, _, _ = strings.Cut(strings.TrimSpace(s), ",")
+		s = strings.TrimSpace(s)
+		if ip, err := netip.ParseAddr(s); err == nil {
+			return ip.String(), true
+		}
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().String(), true
+		}
+		return "", false
+	}
+	if a, ok := one(string(body)); ok {
+		return a, true
+	}
+	var obj map[string]any
+	if json.Unmarshal(body, &obj) != nil {
+		return "", false
+	}
+	for _, key := range []string{"ip", "origin", "peer_ip", "address"} {
+		if v, ok := obj[key].(string); ok {
+			if a, ok := one(v); ok {
+				return a, true
+			}
+		}
+	}
+	return "", false
 }
 
 // dnsCheck is the far-side DNS test: which upstream, where that came
@@ -151,11 +206,9 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 		tr := &http.Transport{DialContext: ch.DialContext, Proxy: nil}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-		resp, err := client.Get(echoURL)
+		addr, err := echoExit(client, echoURL)
 		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-			resp.Body.Close()
-			r.Exit = strings.TrimSpace(string(body))
+			r.Exit = addr
 		} else {
 			r.OK = false
 			r.Err = append(r.Err, "exit address: "+err.Error())
@@ -256,7 +309,8 @@ func (c *countingResolver) queries(name string) int {
 	return c.asked[strings.TrimSuffix(strings.ToLower(name), ".")]
 }
 
-func printReports(w io.Writer, reports []chainReport) {
+// printReports prints the table; echoed says whether --echo-url was given.
+func printReports(w io.Writer, reports []chainReport, echoed bool) {
 	for _, r := range reports {
 		status := "ok"
 		if !r.OK {
@@ -273,8 +327,12 @@ func printReports(w io.Writer, reports []chainReport) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, h.Encrypted, reach, h.Auth, lat, h.Err)
 		}
 		tw.Flush()
-		if r.Exit != "" {
+		switch {
+		case r.Exit != "":
 			fmt.Fprintf(w, "  exit address: %s\n", r.Exit)
+		case !echoed:
+			fmt.Fprintln(w, "  exit address: not checked; give --echo-url URL, a page that answers with the caller's address\n"+
+				"    (a bare IP, or JSON with ip, origin, peer_ip or address), for example one you host")
 		}
 		if r.DNS != "" {
 			fmt.Fprintf(w, "  far-side DNS: %s\n", r.DNS)

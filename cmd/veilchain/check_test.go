@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -118,5 +121,63 @@ func TestCheckFarSideDNS(t *testing.T) {
 	}
 	if _, err := runApp("check", "--hop", hop, "--dns-upstream", "9.9.9.9"); err == nil || !strings.Contains(err.Error(), "--dns-upstream") {
 		t.Errorf("a bad --dns-upstream: %v", err)
+	}
+}
+
+func TestParseEchoedAddr(t *testing.T) {
+	for _, tt := range []struct {
+		body, want string // want "" for no address
+	}{
+		{"203.0.113.7\n", "203.0.113.7"},
+		{"  2001:db8::7 ", "2001:db8::7"},
+		{"203.0.113.7:41234", "203.0.113.7"},
+		{`{"ip":"203.0.113.7"}`, "203.0.113.7"},
+		{`{"origin": "203.0.113.7, 198.51.100.1"}`, "203.0.113.7"},
+		{`{"peer_ip":"2001:db8::1","country":"XX"}`, "2001:db8::1"},
+		{`{"address":"203.0.113.9"}`, "203.0.113.9"},
+		{`{"ip":"not an ip","address":"203.0.113.9"}`, "203.0.113.9"},
+		{`{"ip":42}`, ""},
+		{"<html><body>Your IP is 203.0.113.7</body></html>", ""},
+		{"", ""},
+	} {
+		got, ok := parseEchoedAddr([]byte(tt.body))
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("parseEchoedAddr(%q) = %q, %t; want %q", tt.body, got, ok, tt.want)
+		}
+	}
+}
+
+// The exit address comes parsed out of the echo's answer; an answer
+// without one is an error that does not repeat the body.
+func TestEchoExit(t *testing.T) {
+	for _, tt := range []struct {
+		status    int
+		body      string
+		want, err string
+	}{
+		{200, `{"ip": "203.0.113.7"}`, "203.0.113.7", ""},
+		{200, "<html>secret-page</html>", "", "answered no address: want a bare IP, or JSON"},
+		{503, "203.0.113.7", "", "answered 503 Service Unavailable"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(tt.status)
+			io.WriteString(w, tt.body)
+		}))
+		got, err := echoExit(srv.Client(), srv.URL)
+		srv.Close()
+		switch {
+		case tt.err == "" && (err != nil || got != tt.want):
+			t.Errorf("%q: %q, %v; want %q", tt.body, got, err, tt.want)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "secret-page")):
+			t.Errorf("%q: err = %v, want %q without the body", tt.body, err, tt.err)
+		}
+	}
+}
+
+// Without --echo-url, check says how to get the exit's address.
+func TestCheckSaysHowToGetTheExitAddress(t *testing.T) {
+	out, _ := runApp("check", "--no-dns", "--hop", "socks5://"+refusingExit(t))
+	if !strings.Contains(out, "exit address: not checked; give --echo-url URL") {
+		t.Fatalf("output:\n%s", out)
 	}
 }
