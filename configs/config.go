@@ -41,8 +41,9 @@ type Config struct {
 	BlockLists []string `yaml:"block_lists"`
 	DNS        DNS      `yaml:"dns"`
 
-	file string     // where it came from, for error messages
-	root *yaml.Node // the parsed file, for line numbers
+	file  string            // where it came from, for error messages
+	root  *yaml.Node        // the parsed file, for line numbers
+	flags map[string]string // field path -> the flag that set it (see SetByFlag)
 }
 
 // Log selects the log level and format.
@@ -237,9 +238,34 @@ func (c *Config) yamlError(err error) error {
 }
 
 // Errorf makes an error naming the file, the line of the field at path
-// (keys and sequence indexes, e.g. "chains", "main", "hops", 1) and the field.
+// (keys and sequence indexes, e.g. "chains", "main", "hops", 1) and the
+// field; or, for a field a flag set (see SetByFlag), the flag.
 func (c *Config) Errorf(path []any, format string, args ...any) error {
-	return fmt.Errorf("%s: %s: %s", c.Where(path...), fieldName(path), fmt.Sprintf(format, args...))
+	where := c.Where(path...)
+	if flag := c.flagOf(path); flag != "" {
+		where = flag
+	}
+	return fmt.Errorf("%s: %s: %s", where, fieldName(path), fmt.Sprintf(format, args...))
+}
+
+// SetByFlag records that the field at path (and all under it) has its
+// value from a command-line flag, so that errors about it name the flag
+// instead of a file and line the value did not come from.
+func (c *Config) SetByFlag(flag string, path ...any) {
+	if c.flags == nil {
+		c.flags = map[string]string{}
+	}
+	c.flags[fieldName(path)] = flag
+}
+
+// flagOf is the flag that set the field at path or a field above it.
+func (c *Config) flagOf(path []any) string {
+	for n := len(path); n > 0; n-- {
+		if flag, ok := c.flags[fieldName(path[:n])]; ok {
+			return flag
+		}
+	}
+	return ""
 }
 
 // Where returns "file:line" of the field at path, or of its nearest

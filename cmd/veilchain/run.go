@@ -213,21 +213,18 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 			return nil, err
 		}
 	}
-	if c.IsSet("socks") {
-		cfg.Listeners[0].Socks = c.String("socks")
+	// Errors about a value a flag gave name the flag, not the file.
+	first := func(flag, field string, set func(*configs.Listener)) {
+		if c.IsSet(flag) {
+			set(&cfg.Listeners[0])
+			cfg.SetByFlag("--"+flag, "listeners", 0, field)
+		}
 	}
-	if c.IsSet("http") {
-		cfg.Listeners[0].HTTP = c.String("http")
-	}
-	if c.IsSet("listen") {
-		cfg.Listeners[0].Mixed = c.String("listen")
-	}
-	if c.IsSet("dns") {
-		cfg.Listeners[0].DNS = c.String("dns")
-	}
-	if c.IsSet("early-reply") {
-		cfg.Listeners[0].EarlyReply = c.Bool("early-reply")
-	}
+	first("socks", "socks", func(l *configs.Listener) { l.Socks = c.String("socks") })
+	first("http", "http", func(l *configs.Listener) { l.HTTP = c.String("http") })
+	first("listen", "mixed", func(l *configs.Listener) { l.Mixed = c.String("listen") })
+	first("dns", "dns", func(l *configs.Listener) { l.DNS = c.String("dns") })
+	first("early-reply", "early_reply", func(l *configs.Listener) { l.EarlyReply = c.Bool("early-reply") })
 	if hops := c.StringSlice("hop"); len(hops) > 0 {
 		for _, h := range hops {
 			if _, err := chain.ParseHop(h); err != nil {
@@ -242,6 +239,7 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 			specs = append(specs, configs.Hop{URL: h})
 		}
 		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: specs}
+		cfg.SetByFlag("--hop", "chains", cfg.Listeners[0].Chain)
 	}
 	if c.IsSet("handshake-timeout") {
 		if cfg.Timeouts.Handshake = c.Duration("handshake-timeout"); cfg.Timeouts.Handshake <= 0 {
@@ -250,9 +248,11 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	}
 	if c.IsSet("log-level") {
 		cfg.Log.Level = c.String("log-level")
+		cfg.SetByFlag("--log-level", "log", "level")
 	}
 	if c.IsSet("log-format") {
 		cfg.Log.Format = c.String("log-format")
+		cfg.SetByFlag("--log-format", "log", "format")
 	}
 	if _, err := newLogger(io.Discard, cfg.Log.Level, cfg.Log.Format); err != nil && (c.IsSet("log-level") || c.IsSet("log-format")) {
 		return nil, fmt.Errorf("--log-level/--log-format: %w", err)
