@@ -24,7 +24,8 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the local SOCKS5 front end, sending every connection through a chain of hops",
-		Description: "Flags override the config file: --socks and --hop set the first listener's address and chain.\n" +
+		Description: "Flags override the config file: --socks, --http and --listen set the first listener's addresses\n" +
+			"(any of them replaces all three: --listen alone opens only that port), --hop its chain.\n" +
 			"Example: veilchain run --socks 127.0.0.1:1080 --hop socks5://127.0.0.1:9001 --hop socks5://user:pass@127.0.0.1:9002",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
@@ -211,6 +212,17 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 		var err error
 		if cfg, err = configs.Load(path); err != nil {
 			return nil, err
+		}
+	}
+	// --socks, --http and --listen are the first listener's proxy
+	// addresses: any of them replaces all three, so that --listen alone
+	// does not leave the default's 1080 and 8118 open beside it.
+	for _, flag := range []string{"socks", "http", "listen"} {
+		if c.IsSet(flag) {
+			l := &cfg.Listeners[0]
+			l.Socks, l.HTTP, l.Mixed = "", "", ""
+			cfg.SetByFlag("--"+flag, "listeners", 0, "socks") // "missing" is reported there
+			break
 		}
 	}
 	// Errors about a value a flag gave name the flag, not the file.
