@@ -135,6 +135,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 }
 
+// socksRefusal is what a SOCKS client on the HTTP port gets, by version:
+// SOCKS5 "no acceptable methods", SOCKS4 "request rejected".
+var socksRefusal = map[byte][]byte{5: {5, 0xFF}, 4: {0, 0x5B}}
+
 // clientConn is one client connection's state.
 type clientConn struct {
 	srv  *Server
@@ -188,8 +192,18 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 	if !c.setWaiting(true, time.Now().Add(wait)) {
 		return false
 	}
-	_, err := c.br.Peek(1)
+	b, err := c.br.Peek(1)
 	if !c.setWaiting(false, time.Now().Add(s.handshakeTimeout())) || err != nil {
+		return false
+	}
+	if first && (b[0] == 4 || b[0] == 5) {
+		// A SOCKS client on the HTTP port: refuse it in its own protocol
+		// at once, instead of leaving it to wait for an HTTP head.
+		c.log.Debug("a SOCKS client on the HTTP proxy port", "version", b[0])
+		c.bw.Write(socksRefusal[b[0]])
+		if c.bw.Flush() == nil {
+			c.lingerClose()
+		}
 		return false
 	}
 	req, err := readRequest(c.br, s.maxURI(), s.maxHeader())

@@ -572,3 +572,33 @@ func TestLoopIntoOwnFrontEndIsRefused(t *testing.T) {
 		t.Fatalf("chain's own conn: %v, want a 508 reply", err)
 	}
 }
+
+// A SOCKS client on the HTTP port is refused in its own protocol at once
+// (SOCKS5: no acceptable method; SOCKS4: rejected), and the connection
+// closed; the chain is never dialled.
+func TestSOCKSClientOnHTTPPort(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		greeting []byte
+		want     []byte
+	}{
+		{"SOCKS5", []byte{5, 1, 0}, []byte{5, 0xFF}},
+		{"SOCKS5 with auth methods", []byte{5, 2, 0, 2}, []byte{5, 0xFF}},
+		{"SOCKS4a", []byte{4, 1, 0, 80, 0, 0, 0, 1, 0, 'd', '.', 'e', 'x', 0}, []byte{0, 0x5B}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeChain{}
+			proxy := testnet.Serve(t, &Server{Dialer: f, HandshakeTimeout: time.Minute})
+			c, _ := rawConn(t, proxy)
+			c.SetDeadline(time.Now().Add(2 * time.Second)) // "at once": well before the handshake timeout
+			c.Write(tt.greeting)
+			got, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(got, tt.want) {
+				t.Fatalf("got % x, %v; want % x and a close", got, err, tt.want)
+			}
+			if n := f.dials.Load(); n != 0 {
+				t.Fatalf("the chain was dialled %d times", n)
+			}
+		})
+	}
+}

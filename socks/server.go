@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -93,6 +94,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 	if err != nil {
 		log.Debug("socks handshake failed", "err", err)
+		if errors.Is(err, errHTTPOnSOCKS) {
+			lingerClose(corked, conn)
+		}
 		return
 	}
 	dctx := policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user})
@@ -167,6 +171,21 @@ func logDialError(log *slog.Logger, err error, code byte, dest string) {
 		log.Info("connect failed", "reply", chain.ReplyText(code))
 	}
 	log.Debug("connect failed", "dest", dest, "err", err)
+}
+
+// lingerClose sends what the cork holds, half-closes, and reads what the
+// client still sends for a moment: closing with unread input would make
+// the kernel send a reset, which can destroy the answer before the client
+// reads it. The caller closes conn.
+func lingerClose(corked *cork, conn net.Conn) {
+	if corked.Flush() != nil {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, conn, 64<<10)
+	}
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -1,13 +1,16 @@
 package socks
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -144,7 +147,7 @@ func TestServerRejectsBadRequests(t *testing.T) {
 		{"port 0", req(5, 1, 0, 1, 192, 0, 2, 1, 0, 0), failure(0x01)},
 		{"no methods", []byte{5, 0}, []byte{5, 0xFF}},
 		{"only user/pass offered", []byte{5, 1, 2}, []byte{5, 0xFF}},
-		{"HTTP", []byte("GET / HTTP/1.1\r\n\r\n"), nil},
+		{"HTTP", []byte("GET / HTTP/1.1\r\n\r\n"), []byte(wrongPortReply)},
 		{"truncated request", req(5, 1, 0, 3, 10, 'a'), []byte{5, 0}},
 	}
 	for _, tt := range tests {
@@ -537,4 +540,56 @@ func TestLoopGuardLetsOtherClientsIn(t *testing.T) {
 	}
 	defer c.Close()
 	roundTrip(t, c, "hello")
+}
+
+// An HTTP client on the SOCKS port gets a 400 that says which port this
+// is, at once, and a closed connection; a large request head too (it is
+// not cut off by a reset).
+func TestHTTPClientOnSOCKSPort(t *testing.T) {
+	rec := &recorder{target: "127.0.0.1:1"}
+	addr := testnet.Serve(t, &Server{Dialer: rec, HandshakeTimeout: time.Minute})
+	for _, tt := range []struct {
+		name string
+		req  func(t *testing.T) *http.Response
+	}{
+		{"proxy request", func(t *testing.T) *http.Response {
+			tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://dest.example/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}},
+		{"CONNECT with a large head", func(t *testing.T) *http.Response {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "CONNECT dest.example:443 HTTP/1.1\r\nHost: dest.example:443\r\nX-Pad: "+strings.Repeat("x", 8000)+"\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			resp := tt.req(t)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || string(body) != "this is veilchain's SOCKS port; use the HTTP proxy port\n" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("took %v", d)
+			}
+			if calls := rec.calls(); len(calls) != 0 {
+				t.Fatalf("dialer was asked for %q", calls)
+			}
+		})
+	}
 }
