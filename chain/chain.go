@@ -1,10 +1,12 @@
 package chain
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -26,12 +28,22 @@ type Chain struct {
 	// Health, if set, records failures and latencies; dynamic modes and
 	// pools skip hops it counts dead.
 	Health *Health
-	// Forward reaches the first hop; nil means a net.Dialer with ConnectTimeout.
+	// Forward reaches the first hop; nil means a net.Dialer with
+	// ConnectTimeout, looking the first hop's name up with Resolver.
 	Forward Dialer
+	// Resolver looks up the first hop's name (the only name a chain ever
+	// looks up here: the others go to the hop before them, and the
+	// destination's to the exit); nil means the system's. A *net.Resolver
+	// fits. Unused when Forward is set.
+	Resolver Resolver
 	// ConnectTimeout bounds the TCP connect to the first hop (default 10 s).
 	ConnectTimeout time.Duration
 	// HandshakeTimeout bounds each hop's handshake (default 10 s).
 	HandshakeTimeout time.Duration
+	// LoopGuard, if set, is told of each conn to the first hop while its
+	// handshakes run, for front ends to refuse it should it reach one of
+	// them (a first hop pointing back at this process).
+	LoopGuard *LoopGuard
 
 	next atomic.Uint64 // round-robin position
 }
@@ -105,6 +117,13 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		c.failed(hops[0])
 		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
 	}
+	untrack := c.LoopGuard.track(conn)
+	handedOff := false // to a pendingConn, which untracks when its replies are in
+	defer func() {
+		if !handedOff {
+			untrack()
+		}
+	}()
 	next := func(i int) string {
 		if i+1 < len(hops) {
 			return hops[i+1].Addr()
@@ -197,12 +216,14 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 			// replies now, and closing the conn ends the wait, as a
 			// cancellation that blames no hop.
 			rctx, cancel := context.WithCancel(context.Background())
-			p := &pendingConn{Conn: conn, cancel: cancel}
+			p := &pendingConn{Conn: conn, cancel: func() { cancel(); untrack() }}
 			p.finish = func() error {
 				defer cancel()
+				defer untrack()
 				_, err := c.readReplies(rctx, hops, i, run, conn, start)
 				return err
 			}
+			handedOff = true
 			return p, nil, nil
 		}
 		if failed, err := c.readReplies(ctx, hops, i, run, conn, start); err != nil {
@@ -258,7 +279,7 @@ func (c *Chain) failure(ctx context.Context, hops []Hop, i int, err error) (Hop,
 	if failed != nil && ctx.Err() == nil {
 		c.failed(failed)
 	}
-	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err}
+	return failed, &HopError{Index: i, Addr: h.Addr(), Err: err, Destination: failed == nil && i+1 == len(hops)}
 }
 
 func (c *Chain) forward() Dialer {
@@ -269,7 +290,47 @@ func (c *Chain) forward() Dialer {
 	if t <= 0 {
 		t = DefaultHandshakeTimeout
 	}
-	return &net.Dialer{Timeout: t}
+	d := &net.Dialer{Timeout: t}
+	if c.Resolver == nil {
+		return d
+	}
+	return DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialResolved(ctx, d, c.Resolver, network, addr)
+	})
+}
+
+// Resolver looks up a host name; *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// dialResolved dials addr, looking its name up with r, and tries the
+// addresses in order within d's one timeout.
+func dialResolved(ctx context.Context, d *net.Dialer, r Resolver, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return d.DialContext(ctx, network, addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	ipNet := map[string]string{"tcp4": "ip4", "tcp6": "ip6"}[network]
+	ips, err := r.LookupNetIP(ctx, cmp.Or(ipNet, "ip"), host)
+	if err == nil && len(ips) == 0 {
+		err = errors.New("no address")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up hop %s: %w", host, err)
+	}
+	for _, ip := range ips {
+		var conn net.Conn
+		if conn, err = d.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port)); err == nil {
+			return conn, nil
+		}
+	}
+	return nil, err
 }
 
 // handshake runs one step of h's handshake under h's deadline, bridging

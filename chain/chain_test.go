@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -147,5 +150,87 @@ func TestChainRefusesWithoutHopsAndNonTCP(t *testing.T) {
 	c := &Chain{Hops: []Hop{&SOCKS5{Address: "127.0.0.1:1"}}}
 	if _, err := c.DialContext(context.Background(), "udp", "example.com:53"); err == nil {
 		t.Error("udp dial succeeded")
+	}
+}
+
+// mapResolver answers from a map and records the names it is asked for.
+type mapResolver struct {
+	mu    sync.Mutex
+	addrs map[string][]netip.Addr
+	asked []string
+}
+
+func (r *mapResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked = append(r.asked, host)
+	if a, ok := r.addrs[host]; ok {
+		return a, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// The first hop's name is looked up with the chain's own Resolver (and
+// nothing else is): the next address is tried when one fails.
+func TestChainResolverLooksUpTheFirstHop(t *testing.T) {
+	echo := testnet.Echo(t)
+	_, hopPort, _ := net.SplitHostPort(socksHop(t, nil))
+	// Nothing listens on 127.0.0.2: the first address is refused.
+	r := &mapResolver{addrs: map[string][]netip.Addr{"hop.test": {netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")}}}
+	for _, tt := range []struct {
+		name, hop string
+		wantErr   string
+	}{
+		{"name", "hop.test", ""},
+		{"unknown name", "nohop.test", "looking up hop nohop.test: lookup nohop.test: no such host"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Chain{Resolver: r, Hops: []Hop{&SOCKS5{Address: net.JoinHostPort(tt.hop, hopPort)}}}
+			conn, err := c.DialContext(context.Background(), "tcp", echo)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+		})
+	}
+	if want := []string{"hop.test", "nohop.test"}; !slices.Equal(r.asked, want) {
+		t.Fatalf("resolver asked for %q, want %q", r.asked, want)
+	}
+}
+
+// HopError.Destination tells an exit's answer about the destination from
+// a hop's answer about the next hop.
+func TestHopErrorDestination(t *testing.T) {
+	deadLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := deadLn.Addr().String()
+	deadLn.Close()
+	exit := socksHop(t, nil)
+	for _, tt := range []struct {
+		name string
+		hops []string
+		want bool
+	}{
+		{"exit cannot reach the destination", []string{exit}, true},
+		{"exit of two cannot reach the destination", []string{exit, exit}, true},
+		{"hop 1 cannot reach hop 2", []string{exit, closed}, false},
+		{"hop 1 down", []string{closed, exit}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Chain{}
+			for _, h := range tt.hops {
+				c.Hops = append(c.Hops, &SOCKS5{Address: h})
+			}
+			_, err := c.DialContext(context.Background(), "tcp", closed)
+			hop, ok := errors.AsType[*HopError](err)
+			if !ok || hop.Destination != tt.want {
+				t.Fatalf("err = %v (%+v), want Destination %t", err, hop, tt.want)
+			}
+		})
 	}
 }

@@ -22,6 +22,9 @@ var (
 	// ErrBlocked means policy refused the destination. It lives here, not
 	// in policy, so front ends map it without knowing about rules.
 	ErrBlocked = errors.New("refused by policy")
+	// ErrLoop means a connection came from this process's own chain (see
+	// LoopGuard): a first hop points back at one of our front ends.
+	ErrLoop = errors.New("connection from this process's own chain: a first hop points back at this front end")
 )
 
 // HopError says which hop of a chain failed. Its text never contains the
@@ -30,6 +33,9 @@ type HopError struct {
 	Index int    // 0-based position in the chain
 	Addr  string // the hop's own host:port
 	Err   error
+	// Destination is set when the hop is the exit and Err is its answer
+	// about the destination: the request went all the way through.
+	Destination bool
 }
 
 func (e *HopError) Error() string {

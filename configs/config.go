@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/veilchain/veilchain/chain"
 )
 
 //go:embed default.yaml
@@ -40,8 +41,9 @@ type Config struct {
 	BlockLists []string `yaml:"block_lists"`
 	DNS        DNS      `yaml:"dns"`
 
-	file string     // where it came from, for error messages
-	root *yaml.Node // the parsed file, for line numbers
+	file  string            // where it came from, for error messages
+	root  *yaml.Node        // the parsed file, for line numbers
+	flags map[string]string // field path -> the flag that set it (see SetByFlag)
 }
 
 // Log selects the log level and format.
@@ -236,9 +238,34 @@ func (c *Config) yamlError(err error) error {
 }
 
 // Errorf makes an error naming the file, the line of the field at path
-// (keys and sequence indexes, e.g. "chains", "main", "hops", 1) and the field.
+// (keys and sequence indexes, e.g. "chains", "main", "hops", 1) and the
+// field; or, for a field a flag set (see SetByFlag), the flag.
 func (c *Config) Errorf(path []any, format string, args ...any) error {
-	return fmt.Errorf("%s: %s: %s", c.Where(path...), fieldName(path), fmt.Sprintf(format, args...))
+	where := c.Where(path...)
+	if flag := c.flagOf(path); flag != "" {
+		where = flag
+	}
+	return fmt.Errorf("%s: %s: %s", where, fieldName(path), fmt.Sprintf(format, args...))
+}
+
+// SetByFlag records that the field at path (and all under it) has its
+// value from a command-line flag, so that errors about it name the flag
+// instead of a file and line the value did not come from.
+func (c *Config) SetByFlag(flag string, path ...any) {
+	if c.flags == nil {
+		c.flags = map[string]string{}
+	}
+	c.flags[fieldName(path)] = flag
+}
+
+// flagOf is the flag that set the field at path or a field above it.
+func (c *Config) flagOf(path []any) string {
+	for n := len(path); n > 0; n-- {
+		if flag, ok := c.flags[fieldName(path[:n])]; ok {
+			return flag
+		}
+	}
+	return ""
 }
 
 // Where returns "file:line" of the field at path, or of its nearest
@@ -300,8 +327,9 @@ func fieldName(path []any) string {
 }
 
 // Validate checks what can be checked without building objects: levels,
-// timeouts, addresses, chain references and hop URL syntax. (cmd/veilchain
-// builds the hops and reports their errors with Where.)
+// timeouts, addresses, chain references, and hop URLs, modes and pool
+// selectors, with the chain package's own parsers (cmd/veilchain builds
+// the hops with the same ones).
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(path []any, format string, args ...any) {
@@ -404,18 +432,26 @@ func (c *Config) Validate() error {
 		if !ch.Direct && len(ch.Hops) == 0 {
 			add([]any{"chains", name, "hops"}, "no hops: list hop URLs, or write \"direct: true\" to connect without a chain")
 		}
+		// The chain builder's own parsers: one set of rules for what a hop
+		// URL, a mode and a pool selector are.
 		for i, h := range ch.Hops {
-			for _, raw := range h.URLs() {
-				u, err := url.Parse(raw)
-				if err != nil || u.Scheme == "" || u.Host == "" {
-					add([]any{"chains", name, "hops", i}, "not a hop URL (want scheme://[user:pass@]host:port)")
+			if h.URL != "" {
+				if _, err := chain.ParseHop(h.URL); err != nil {
+					add([]any{"chains", name, "hops", i}, "%v", err)
+				}
+				continue
+			}
+			for k, raw := range h.Pool {
+				if _, err := chain.ParseHop(raw); err != nil {
+					add([]any{"chains", name, "hops", i, "pool", k}, "%v", err)
 				}
 			}
+			if _, err := chain.ParseSelector(h.Select); err != nil {
+				add([]any{"chains", name, "hops", i, "select"}, "%v", err)
+			}
 		}
-		switch ch.Mode {
-		case "", "strict", "dynamic", "random", "round-robin":
-		default:
-			add([]any{"chains", name, "mode"}, "%q is not strict, dynamic, random or round-robin", ch.Mode)
+		if _, err := chain.ParseMode(ch.Mode); err != nil {
+			add([]any{"chains", name, "mode"}, "%v", err)
 		}
 		if ch.Length < 0 || ch.Length > len(ch.Hops) {
 			add([]any{"chains", name, "length"}, "must be between 1 and the number of hops")

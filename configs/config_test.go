@@ -48,7 +48,7 @@ func TestLoadErrorsNameFileLineAndField(t *testing.T) {
 	}{
 		{"unknown-field.yaml", []string{"unknown-field.yaml:3: field sock not found"}},
 		{"bad-duration.yaml", []string{"bad-duration.yaml:3: ", "soon", "time.Duration"}},
-		{"bad-hop.yaml", []string{"bad-hop.yaml:9: chains.main.hops[1]: not a hop URL"}},
+		{"bad-hop.yaml", []string{`bad-hop.yaml:9: chains.main.hops[1]: hop URL "127.0.0.1:9002": want scheme://`}},
 		{"bad-listener.yaml", []string{
 			`bad-listener.yaml:2: log.level: "loud" is not one of`,
 			`bad-listener.yaml:5: listeners[0].socks: "localhost" is not host:port`,
@@ -73,6 +73,39 @@ func TestLoadErrorsNameFileLineAndField(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// Hop URLs, modes and pool selectors are checked by the chain builder's
+// own parsers: what the builder accepts (a password holding '/') loads,
+// what it refuses is refused with file:line and the field path, and no
+// error repeats a password.
+func TestValidateUsesTheChainParsers(t *testing.T) {
+	const head = "listeners:\n  - name: a\n    socks: 127.0.0.1:1080\n    chain: main\nchains:\n  main:\n"
+	for _, tt := range []struct {
+		name, chain string
+		want        string // "" loads
+	}{
+		{"slash in password", "    hops:\n      - socks5://alice:pa/ss@127.0.0.1:1080\n", ""},
+		{"slash in pool password", "    hops:\n      - {pool: [socks5://a:b/c@h:1, http://u:p/q@h:2], select: random}\n", ""},
+		{"no scheme", "    hops:\n      - 127.0.0.1:9002\n", `t.yaml:8: chains.main.hops[0]: hop URL "127.0.0.1:9002": want scheme://`},
+		{"unknown scheme", "    hops:\n      - ftp://h:21\n", `t.yaml:8: chains.main.hops[0]: hop URL "ftp://h:21": unsupported scheme "ftp"`},
+		{"unknown option", "    hops:\n      - socks5://alice:se/cret@h:1?bogus=1\n", `t.yaml:8: chains.main.hops[0]: hop URL "socks5://alice:xxxxx@h:1?bogus=1": unknown option "bogus"`},
+		{"bad pool member", "    hops:\n      - pool:\n          - socks5://h:1\n          - socks5://h:0\n", `t.yaml:10: chains.main.hops[0].pool[1]: hop URL "socks5://h:0": bad port "0"`},
+		{"bad selector", "    hops:\n      - {pool: [socks5://h:1], select: fastest}\n", `t.yaml:8: chains.main.hops[0].select: pool selector "fastest": want failover`},
+		{"bad mode", "    mode: chaotic\n    hops:\n      - socks5://h:1\n", `t.yaml:7: chains.main.mode: chain mode "chaotic": want strict, dynamic, random or round-robin`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(head+tt.chain))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("err = %v\nwant %q", err, tt.want)
+			case err != nil && strings.Contains(err.Error(), "se/cret"):
+				t.Fatalf("error repeats the password: %v", err)
 			}
 		})
 	}

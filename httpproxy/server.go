@@ -74,6 +74,9 @@ type Server struct {
 	// fails, because the answer it waits for is the response.
 	EarlyReply bool
 	Logger     *slog.Logger
+	// LoopGuard, if set, is asked of every client once its first request
+	// is read: a conn of this process's own chain is refused, not relayed.
+	LoopGuard *chain.LoopGuard
 
 	group      conns.Group
 	transports struct {
@@ -132,6 +135,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 }
 
+// socksRefusal is what a SOCKS client on the HTTP port gets, by version:
+// SOCKS5 "no acceptable methods", SOCKS4 "request rejected".
+var socksRefusal = map[byte][]byte{5: {5, 0xFF}, 4: {0, 0x5B}}
+
 // clientConn is one client connection's state.
 type clientConn struct {
 	srv  *Server
@@ -185,8 +192,18 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 	if !c.setWaiting(true, time.Now().Add(wait)) {
 		return false
 	}
-	_, err := c.br.Peek(1)
+	b, err := c.br.Peek(1)
 	if !c.setWaiting(false, time.Now().Add(s.handshakeTimeout())) || err != nil {
+		return false
+	}
+	if first && (b[0] == 4 || b[0] == 5) {
+		// A SOCKS client on the HTTP port: refuse it in its own protocol
+		// at once, instead of leaving it to wait for an HTTP head.
+		c.log.Debug("a SOCKS client on the HTTP proxy port", "version", b[0])
+		c.bw.Write(socksRefusal[b[0]])
+		if c.bw.Flush() == nil {
+			c.lingerClose()
+		}
 		return false
 	}
 	req, err := readRequest(c.br, s.maxURI(), s.maxHeader())
@@ -206,6 +223,10 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 		return false
 	}
 	c.conn.SetReadDeadline(time.Time{})
+	if first && s.LoopGuard.Looped(c.conn) {
+		c.dialFailed(chain.ErrLoop, "")
+		return false
+	}
 
 	user, ok := s.authorized(req, c.conn.RemoteAddr().String())
 	if !ok {
@@ -468,6 +489,8 @@ func (c *clientConn) dialFailed(err error, dest string) {
 		warnChainFailed(c.log, hop, err)
 	case errors.Is(err, chain.ErrBlocked):
 		c.log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.Is(err, chain.ErrLoop):
+		c.log.Warn("refused a loop", "err", err)
 	case errors.As(err, &refused):
 		c.log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:

@@ -530,3 +530,75 @@ func TestPoolsAreKeptPerUser(t *testing.T) {
 		t.Fatalf("chain dials were for users %v, want one for alice then one for bob", d.users)
 	}
 }
+
+// A chain whose first hop is the very front end that dials it: the
+// CONNECT that comes back in gets 508 at once, and the client's request
+// fails after one dial instead of looping. Both request forms.
+func TestLoopIntoOwnFrontEndIsRefused(t *testing.T) {
+	for _, method := range []string{"GET http://d.example/ HTTP/1.1\r\nHost: d.example\r\n\r\n", "CONNECT d.example:443 HTTP/1.1\r\nHost: d.example:443\r\n\r\n"} {
+		t.Run(method[:4], func(t *testing.T) {
+			guard := &chain.LoopGuard{}
+			ch := &chain.Chain{LoopGuard: guard, HandshakeTimeout: 5 * time.Second}
+			var dials atomic.Int32
+			counted := chain.DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return ch.DialContext(ctx, network, addr)
+			})
+			proxy := testnet.Serve(t, &Server{Dialer: counted, LoopGuard: guard})
+			ch.Hops = []chain.Hop{&chain.HTTPConnect{Address: proxy}}
+
+			c, br := rawConn(t, proxy)
+			io.WriteString(c, method)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "hop 1") {
+				t.Fatalf("client got %d %q, want 502 naming hop 1", resp.StatusCode, body)
+			}
+			if n := dials.Load(); n != 1 {
+				t.Fatalf("the front end dialled %d times, want 1", n)
+			}
+		})
+	}
+	// What the chain's own conn gets.
+	guard := &chain.LoopGuard{}
+	proxy := testnet.Serve(t, &Server{Dialer: &fakeChain{err: errors.New("must not dial")}, LoopGuard: guard})
+	ch := &chain.Chain{LoopGuard: guard, Hops: []chain.Hop{&chain.HTTPConnect{Address: proxy}}}
+	_, err := ch.DialContext(context.Background(), "tcp", "d.example:443")
+	if _, ok := errors.AsType[*chain.ReplyError](err); !ok || !strings.Contains(err.Error(), "508 Loop Detected") {
+		t.Fatalf("chain's own conn: %v, want a 508 reply", err)
+	}
+}
+
+// A SOCKS client on the HTTP port is refused in its own protocol at once
+// (SOCKS5: no acceptable method; SOCKS4: rejected), and the connection
+// closed; the chain is never dialled.
+func TestSOCKSClientOnHTTPPort(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		greeting []byte
+		want     []byte
+	}{
+		{"SOCKS5", []byte{5, 1, 0}, []byte{5, 0xFF}},
+		{"SOCKS5 with auth methods", []byte{5, 2, 0, 2}, []byte{5, 0xFF}},
+		{"SOCKS4a", []byte{4, 1, 0, 80, 0, 0, 0, 1, 0, 'd', '.', 'e', 'x', 0}, []byte{0, 0x5B}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeChain{}
+			proxy := testnet.Serve(t, &Server{Dialer: f, HandshakeTimeout: time.Minute})
+			c, _ := rawConn(t, proxy)
+			c.SetDeadline(time.Now().Add(2 * time.Second)) // "at once": well before the handshake timeout
+			c.Write(tt.greeting)
+			got, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(got, tt.want) {
+				t.Fatalf("got % x, %v; want % x and a close", got, err, tt.want)
+			}
+			if n := f.dials.Load(); n != 0 {
+				t.Fatalf("the chain was dialled %d times", n)
+			}
+		})
+	}
+}

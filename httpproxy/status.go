@@ -18,6 +18,7 @@ import (
 //	403 policy refused the destination, or the exit did (its range guard, or a hop's ruleset)
 //	414/431 request line / head over the limits
 //	505 an HTTP version other than 1.0 and 1.1
+//	508 the request came from this process's own chain (a loop)
 //	502 the chain could not be built, or the destination failed
 //	504 a hop or the destination did not answer in time
 func statusOf(err error) int {
@@ -27,6 +28,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &se):
 		return se.code
+	case errors.Is(err, chain.ErrLoop):
+		return http.StatusLoopDetected
 	case errors.Is(err, errMalformed), errors.Is(err, chain.ErrBadAddress):
 		return http.StatusBadRequest
 	case errors.Is(err, chain.ErrForbidden), errors.Is(err, chain.ErrBlocked), errors.As(err, &reply) && reply.Code == 0x02:
@@ -47,7 +50,7 @@ func errorText(err error, local bool) string {
 	switch {
 	case errors.As(err, &se):
 		return se.text
-	case errors.Is(err, chain.ErrBlocked):
+	case errors.Is(err, chain.ErrBlocked), errors.Is(err, chain.ErrLoop):
 		return err.Error() // "refused by policy (rule 2 \"ads\")": no address in it
 	case local:
 		return err.Error()

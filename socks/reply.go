@@ -12,7 +12,7 @@ import (
 // replyCode maps a dial error to the SOCKS5 reply the client gets. It is
 // the only place that does so.
 //
-//	0x02 not allowed:        policy, exit range guard, hop auth rejected
+//	0x02 not allowed:        policy, exit range guard, hop auth rejected, a loop into ourselves
 //	0x03 network unreachable
 //	0x04 host unreachable:   also timeouts and names the exit cannot resolve
 //	0x05 connection refused
@@ -32,7 +32,8 @@ func replyCode(err error) byte {
 			return 0x01
 		}
 		return reply.Code
-	case errors.Is(err, chain.ErrForbidden), errors.Is(err, chain.ErrHopAuth), errors.Is(err, chain.ErrBlocked):
+	case errors.Is(err, chain.ErrForbidden), errors.Is(err, chain.ErrHopAuth), errors.Is(err, chain.ErrBlocked),
+		errors.Is(err, chain.ErrLoop):
 		return 0x02
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return 0x05

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -42,6 +43,9 @@ type Server struct {
 	EarlyReply bool
 	// Logger gets one line per failed connection; destinations only at debug.
 	Logger *slog.Logger
+	// LoopGuard, if set, is asked of every client once its request is
+	// read: a conn of this process's own chain is refused, not relayed.
+	LoopGuard *chain.LoopGuard
 
 	group conns.Group
 }
@@ -90,13 +94,20 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 	if err != nil {
 		log.Debug("socks handshake failed", "err", err)
+		if errors.Is(err, errHTTPOnSOCKS) {
+			lingerClose(corked, conn)
+		}
 		return
 	}
 	dctx := policy.WithClient(ctx, policy.Client{Listener: s.Listener, User: user})
 	if s.EarlyReply {
 		dctx = chain.Optimistic(dctx)
 	}
-	target, err = s.Dialer.DialContext(dctx, "tcp", dest)
+	if s.LoopGuard.Looped(conn) {
+		err = chain.ErrLoop
+	} else {
+		target, err = s.Dialer.DialContext(dctx, "tcp", dest)
+	}
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
 		code := replyCode(err)
@@ -152,12 +163,29 @@ func logDialError(log *slog.Logger, err error, code byte, dest string) {
 		log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "reply", chain.ReplyText(code), "err", hop.Err)
 	case errors.Is(err, chain.ErrBlocked):
 		log.Info("refused by policy", "reason", err.Error()) // names the rule, not the destination
+	case errors.Is(err, chain.ErrLoop):
+		log.Warn("refused a loop", "err", err)
 	case errors.As(err, &refused):
 		log.Info("refused by the exit's range guard", refused.LogAttrs()...) // the range, not the destination
 	default:
 		log.Info("connect failed", "reply", chain.ReplyText(code))
 	}
 	log.Debug("connect failed", "dest", dest, "err", err)
+}
+
+// lingerClose sends what the cork holds, half-closes, and reads what the
+// client still sends for a moment: closing with unread input would make
+// the kernel send a reset, which can destroy the answer before the client
+// reads it. The caller closes conn.
+func lingerClose(corked *cork, conn net.Conn) {
+	if corked.Flush() != nil {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, conn, 64<<10)
+	}
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -1,16 +1,20 @@
 package socks
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,7 +147,7 @@ func TestServerRejectsBadRequests(t *testing.T) {
 		{"port 0", req(5, 1, 0, 1, 192, 0, 2, 1, 0, 0), failure(0x01)},
 		{"no methods", []byte{5, 0}, []byte{5, 0xFF}},
 		{"only user/pass offered", []byte{5, 1, 2}, []byte{5, 0xFF}},
-		{"HTTP", []byte("GET / HTTP/1.1\r\n\r\n"), nil},
+		{"HTTP", []byte("GET / HTTP/1.1\r\n\r\n"), []byte(wrongPortReply)},
 		{"truncated request", req(5, 1, 0, 3, 10, 'a'), []byte{5, 0}},
 	}
 	for _, tt := range tests {
@@ -467,5 +471,111 @@ func TestExitRefusalIsLoggedWithTheRange(t *testing.T) {
 		if !strings.Contains(logLines(&logs, slog.LevelDebug), tt.dest) {
 			t.Errorf("%s: the destination is not in the debug log:\n%s", tt.dest, logLines(&logs, slog.LevelDebug))
 		}
+	}
+}
+
+// A chain whose first hop is the very front end that dials it: the
+// connection that comes back in is refused at once (not allowed), and
+// logged at warn; nothing loops. The client's one request makes one dial.
+func TestLoopIntoOwnFrontEndIsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		hop  func(addr string) chain.Hop
+		code byte // the client's reply: SOCKS4's refusal carries no reason
+	}{
+		{"socks5", func(addr string) chain.Hop { return &chain.SOCKS5{Address: addr} }, 0x02},
+		{"socks5 pipelined", func(addr string) chain.Hop { return &chain.SOCKS5{Address: addr, Pipeline: true} }, 0x02},
+		{"socks4a", func(addr string) chain.Hop { return &chain.SOCKS4{Address: addr, A: true} }, 0x01},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			guard := &chain.LoopGuard{}
+			ch := &chain.Chain{LoopGuard: guard, HandshakeTimeout: 5 * time.Second}
+			var dials atomic.Int32
+			counted := chain.DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return ch.DialContext(ctx, network, addr)
+			})
+			var logs testnet.LogBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			addr := testnet.Serve(t, &Server{Dialer: counted, LoopGuard: guard, Logger: log})
+			ch.Hops = []chain.Hop{tt.hop(addr)}
+
+			got := exchange(t, addr, []byte{5, 1, 0, 5, 1, 0, 3, 4, 'h', 'o', 's', 't', 0, 80})
+			if want := []byte{5, 0, 5, tt.code, 0, 1, 0, 0, 0, 0, 0, 0}; !bytes.Equal(got, want) {
+				t.Fatalf("client got % x, want % x", got, want)
+			}
+			if n := dials.Load(); n != 1 {
+				t.Fatalf("the front end dialled %d times, want 1", n)
+			}
+			if warn := logLines(&logs, slog.LevelWarn); !strings.Contains(warn, "refused a loop") || !strings.Contains(warn, "first hop points back") {
+				t.Fatalf("warn log:\n%s", warn)
+			}
+		})
+	}
+}
+
+// A client that is not the chain's own conn is served, even from loopback.
+func TestLoopGuardLetsOtherClientsIn(t *testing.T) {
+	guard := &chain.LoopGuard{}
+	rec := &recorder{target: testnet.Echo(t)}
+	addr := testnet.Serve(t, &Server{Dialer: rec, LoopGuard: guard})
+	ch := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: addr}}} // no guard: an unrelated client
+	c, err := ch.DialContext(context.Background(), "tcp", "dest.example:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "hello")
+}
+
+// An HTTP client on the SOCKS port gets a 400 that says which port this
+// is, at once, and a closed connection; a large request head too (it is
+// not cut off by a reset).
+func TestHTTPClientOnSOCKSPort(t *testing.T) {
+	rec := &recorder{target: "127.0.0.1:1"}
+	addr := testnet.Serve(t, &Server{Dialer: rec, HandshakeTimeout: time.Minute})
+	for _, tt := range []struct {
+		name string
+		req  func(t *testing.T) *http.Response
+	}{
+		{"proxy request", func(t *testing.T) *http.Response {
+			tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addr})}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://dest.example/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}},
+		{"CONNECT with a large head", func(t *testing.T) *http.Response {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "CONNECT dest.example:443 HTTP/1.1\r\nHost: dest.example:443\r\nX-Pad: "+strings.Repeat("x", 8000)+"\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			resp := tt.req(t)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || string(body) != "this is veilchain's SOCKS port; use the HTTP proxy port\n" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("took %v", d)
+			}
+			if calls := rec.calls(); len(calls) != 0 {
+				t.Fatalf("dialer was asked for %q", calls)
+			}
+		})
 	}
 }

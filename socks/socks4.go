@@ -19,6 +19,15 @@ import (
 
 var errSOCKS4Auth = errors.New("SOCKS4 carries no password and this server requires one")
 
+// errHTTPOnSOCKS is an HTTP request on the SOCKS port, answered with
+// wrongPortReply.
+var errHTTPOnSOCKS = errors.New("an HTTP request on the SOCKS port")
+
+const wrongPortBody = "this is veilchain's SOCKS port; use the HTTP proxy port\n"
+
+var wrongPortReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Length: " + strconv.Itoa(len(wrongPortBody)) + "\r\nConnection: close\r\n\r\n" + wrongPortBody
+
 // handshakeAny runs the SOCKS4 or the SOCKS5 handshake, by the first
 // byte, for a client at source; user is who it authenticated as.
 func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer, source string) (dest string, version byte, user string, err error) {
@@ -26,9 +35,15 @@ func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer, source string) (dest
 	if err != nil {
 		return "", 0, "", fmt.Errorf("reading greeting: %w", err)
 	}
-	if first[0] == 4 {
+	switch b := first[0]; {
+	case b == 4:
 		dest, err = s.handshake4(r, w)
 		return dest, 4, "", err
+	case 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z':
+		// An HTTP client on the SOCKS port: tell it so at once, instead
+		// of leaving it to wait for a SOCKS answer it cannot read.
+		io.WriteString(w, wrongPortReply)
+		return "", 0, "", errHTTPOnSOCKS
 	}
 	dest, user, err = s.handshake(r, w, source)
 	return dest, 5, user, err

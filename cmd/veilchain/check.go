@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,9 +11,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
 )
@@ -28,13 +31,17 @@ func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "prove the chains: every hop's reachability, latency and auth, the exit's address, far-side DNS",
-		Description: "Exit status 1 if anything failed. The exit's address needs --echo-url, a URL whose body is the\n" +
-			"caller's address (for example one you host); far-side DNS asks dns.upstream through each chain.",
+		Description: "Exit status 1 if anything failed. The exit's address needs --echo-url, a URL that answers with the\n" +
+			"caller's address: a bare IP, or JSON with ip, origin, peer_ip or address (for example one you host).\nFar-side DNS asks dns.upstream (or --dns-upstream)\n" +
+			"through each chain. Unless a listener has a DNS front end or --dns-upstream is given, an upstream\n" +
+			"that does not answer is a warning, not a failure: the chain itself may be fine.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`s of a chain to check instead (repeatable)"},
 			&cli.StringFlag{Name: "echo-url", Usage: "http(s) `URL` that answers with the caller's address"},
 			&cli.StringFlag{Name: "dns-domain", Usage: "far-side DNS test: a fresh random name under `DOMAIN` is asked for", Value: "veilchain-check.invalid"},
+			&cli.StringFlag{Name: "dns-upstream", Usage: "far-side DNS test: ask the DNS server at `HOST:PORT` (default: the config's dns.upstream)"},
+			&cli.BoolFlag{Name: "no-dns", Usage: "skip the far-side DNS test"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 		},
 		Action: checkAction,
@@ -49,6 +56,7 @@ type chainReport struct {
 	DNS  string            `json:"far_side_dns,omitempty"`
 	Leak string            `json:"dns_leak_test,omitempty"`
 	Err  []string          `json:"errors,omitempty"`
+	Warn []string          `json:"warnings,omitempty"`
 	OK   bool              `json:"ok"`
 }
 
@@ -57,22 +65,22 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// The DNS-leak self-test: this process's resolver is pointed at a
-	// stand-in that counts what it is asked (hop names may legitimately
-	// be resolved here; destination names never).
-	standIn := &resolver.Zone{}
-	standInAddr, err := standIn.Listen("127.0.0.1:0")
+	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return err
 	}
-	defer standIn.Close()
-	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, standInAddr)
-	}}
-	b, err := build(cfg, slog.New(slog.DiscardHandler))
+	far, err := farSideDNS(c, cfg)
 	if err != nil {
 		return err
+	}
+	// The DNS-leak self-test: the chains look names up on this machine
+	// through a resolver that counts what it is asked (hop names may
+	// legitimately be looked up here; destination names never).
+	local := &countingResolver{next: net.DefaultResolver}
+	for _, d := range b.chains {
+		if ch, ok := d.(*chain.Chain); ok {
+			ch.Resolver = local
+		}
 	}
 	var reports []chainReport
 	allOK := true
@@ -84,17 +92,17 @@ func checkAction(c *cli.Context) error {
 				Err: []string{"direct: connects WITHOUT any proxy; nothing to check"}})
 			continue
 		}
-		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), cfg.DNS.Upstream, c.String("dns-domain"))
-		leakTest(c.Context, &r, ch, standIn, c.String("dns-domain"))
+		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), far, c.String("dns-domain"))
+		leakTest(c.Context, &r, ch, local, c.String("dns-domain"))
 		allOK = allOK && r.OK
 		reports = append(reports, r)
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"ok": allOK, "chains": reports})
 	} else {
-		printReports(os.Stdout, reports)
+		printReports(c.App.Writer, reports, c.String("echo-url") != "")
 	}
 	if !allOK {
 		return cli.Exit("", 1)
@@ -102,7 +110,86 @@ func checkAction(c *cli.Context) error {
 	return nil
 }
 
-func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL, upstream, domain string) chainReport {
+// echoExit asks echoURL, through client, for the address it sees. The
+// answer is a bare address, or a JSON object with one under a usual key;
+// anything else is an error that does not repeat the body.
+func echoExit(client *http.Client, echoURL string) (string, error) {
+	resp, err := client.Get(echoURL)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("--echo-url answered %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "", fmt.Errorf("--echo-url: %w", err)
+	}
+	if a, ok := parseEchoedAddr(body); ok {
+		return a, nil
+	}
+	return "", errors.New("--echo-url answered no address: want a bare IP, or JSON with ip, origin, peer_ip or address")
+}
+
+// parseEchoedAddr finds the caller's address in an echo service's answer:
+// a bare IP (with a port or not), or a JSON object whose ip, origin,
+// peer_ip or address field holds one (the first of a list such as
+// httpbin's "origin": "a, b").
+func parseEchoedAddr(body []byte) (string, bool) {
+	one := func(s string) (string, bool) {
+		s, _, _ = strings.Cut(strings.TrimSpace(s), ",")
+		s = strings.TrimSpace(s)
+		if ip, err := netip.ParseAddr(s); err == nil {
+			return ip.String(), true
+		}
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().String(), true
+		}
+		return "", false
+	}
+	if a, ok := one(string(body)); ok {
+		return a, true
+	}
+	var obj map[string]any
+	if json.Unmarshal(body, &obj) != nil {
+		return "", false
+	}
+	for _, key := range []string{"ip", "origin", "peer_ip", "address"} {
+		if v, ok := obj[key].(string); ok {
+			if a, ok := one(v); ok {
+				return a, true
+			}
+		}
+	}
+	return "", false
+}
+
+// dnsCheck is the far-side DNS test: which upstream, where that came
+// from, and whether a failure fails the chain (when something relies on
+// that upstream: a DNS front end, or the user's own --dns-upstream).
+type dnsCheck struct {
+	upstream string // "" skips the test
+	from     string
+	required bool
+}
+
+func farSideDNS(c *cli.Context, cfg *configs.Config) (dnsCheck, error) {
+	switch {
+	case c.Bool("no-dns"):
+		return dnsCheck{}, nil
+	case c.IsSet("dns-upstream"):
+		u := c.String("dns-upstream")
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			return dnsCheck{}, fmt.Errorf("--dns-upstream %q: want HOST:PORT, such as 9.9.9.9:53", u)
+		}
+		return dnsCheck{upstream: u, from: "--dns-upstream", required: true}, nil
+	}
+	frontEnd := slices.ContainsFunc(cfg.Listeners, func(l configs.Listener) bool { return l.DNS != "" })
+	return dnsCheck{upstream: cfg.DNS.Upstream, from: "dns.upstream", required: frontEnd}, nil
+}
+
+func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL string, far dnsCheck, domain string) chainReport {
 	if mode == "" {
 		mode = "strict"
 	}
@@ -119,37 +206,51 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 		tr := &http.Transport{DialContext: ch.DialContext, Proxy: nil}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-		resp, err := client.Get(echoURL)
+		addr, err := echoExit(client, echoURL)
 		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-			resp.Body.Close()
-			r.Exit = strings.TrimSpace(string(body))
+			r.Exit = addr
 		} else {
 			r.OK = false
 			r.Err = append(r.Err, "exit address: "+err.Error())
 		}
 	}
-	if upstream != "" {
+	if far.upstream != "" {
 		name := fmt.Sprintf("vc%08x.%s", rand.Uint32(), domain)
-		s := &resolver.Server{Dialer: ch, Upstream: upstream, Timeout: 15 * time.Second}
+		s := &resolver.Server{Dialer: ch, Upstream: far.upstream, Timeout: 15 * time.Second}
 		m, err := s.Query(name, dns.TypeA)
 		s.Shutdown(context.Background())
-		if err != nil {
+		switch {
+		case err == nil:
+			r.DNS = fmt.Sprintf("%s answered %s for %s", far.upstream, dns.RcodeToString[m.Rcode], name)
+		case far.required:
 			r.OK = false
-			r.Err = append(r.Err, "far-side DNS: "+err.Error())
-		} else {
-			r.DNS = fmt.Sprintf("%s answered %s for %s", upstream, dns.RcodeToString[m.Rcode], name)
+			r.Err = append(r.Err, fmt.Sprintf("far-side DNS: %s (%s) did not answer through the chain: %v", far.upstream, far.from, err))
+		default:
+			r.Warn = append(r.Warn, fmt.Sprintf("far-side DNS: %s (%s) did not answer through the chain: %v; "+
+				"no DNS front end uses it, so the chain is not failed for it (ask another with --dns-upstream HOST:PORT, or skip with --no-dns)",
+				far.upstream, far.from, err))
 		}
 	}
 	return r
 }
 
 // leakTest asks for a fresh random name through a SOCKS5 front end on
-// this chain, as a program would, and counts how often the stand-in for
-// the local resolver was asked for it: it must be never.
-func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, standIn *resolver.Zone, domain string) {
+// this chain, as a program would, and counts how often the chain's own
+// resolver (local) was asked for it: it must be never. The test has run
+// only if the name went all the way to the exit; when the chain failed
+// before, it says so instead of a count that proves nothing.
+func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, local *countingResolver, domain string) {
 	name := fmt.Sprintf("leak%08x.%s", rand.Uint32(), domain)
-	front := &socks.Server{Dialer: ch}
+	var mu sync.Mutex
+	var chainErr error
+	dialled := false
+	front := &socks.Server{Dialer: chain.DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := ch.DialContext(ctx, network, addr)
+		mu.Lock()
+		defer mu.Unlock()
+		chainErr, dialled = err, true
+		return conn, err
+	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		r.OK = false
@@ -157,20 +258,59 @@ func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, standIn *res
 		return
 	}
 	go front.Serve(ln)
-	defer front.Shutdown(context.Background())
 	client := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: ln.Addr().String()}}, HandshakeTimeout: 30 * time.Second}
 	if conn, err := client.DialContext(ctx, "tcp", net.JoinHostPort(name, "80")); err == nil {
 		conn.Close() // the exit may even reach it: the point is where it was resolved
 	}
-	if n := standIn.Queries(name); n != 0 {
+	// The client has its answer, so the dial is over; a relay to a
+	// destination that keeps its end open is cut after a moment.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	front.Shutdown(sctx)
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	if n := local.queries(name); n != 0 {
 		r.OK = false
 		r.Err = append(r.Err, fmt.Sprintf("DNS LEAK: this machine's resolver was asked %d time(s) for %s", n, name))
 		return
 	}
-	r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+	hop, isHop := errors.AsType[*chain.HopError](chainErr)
+	switch {
+	case !dialled:
+		r.Leak = "not run: the test's request did not reach the chain"
+	case chainErr != nil && !(isHop && hop.Destination):
+		r.Leak = "not run: the chain did not take the test's name to its exit"
+	default:
+		r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+	}
 }
 
-func printReports(w io.Writer, reports []chainReport) {
+// countingResolver is the chains' resolver in check: it passes lookups
+// on to next, and counts the names asked for.
+type countingResolver struct {
+	next  chain.Resolver
+	mu    sync.Mutex
+	asked map[string]int
+}
+
+func (c *countingResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	c.mu.Lock()
+	if c.asked == nil {
+		c.asked = map[string]int{}
+	}
+	c.asked[strings.TrimSuffix(strings.ToLower(host), ".")]++
+	c.mu.Unlock()
+	return c.next.LookupNetIP(ctx, network, host)
+}
+
+func (c *countingResolver) queries(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.asked[strings.TrimSuffix(strings.ToLower(name), ".")]
+}
+
+// printReports prints the table; echoed says whether --echo-url was given.
+func printReports(w io.Writer, reports []chainReport, echoed bool) {
 	for _, r := range reports {
 		status := "ok"
 		if !r.OK {
@@ -187,8 +327,12 @@ func printReports(w io.Writer, reports []chainReport) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, h.Encrypted, reach, h.Auth, lat, h.Err)
 		}
 		tw.Flush()
-		if r.Exit != "" {
+		switch {
+		case r.Exit != "":
 			fmt.Fprintf(w, "  exit address: %s\n", r.Exit)
+		case !echoed:
+			fmt.Fprintln(w, "  exit address: not checked; give --echo-url URL, a page that answers with the caller's address\n"+
+				"    (a bare IP, or JSON with ip, origin, peer_ip or address), for example one you host")
 		}
 		if r.DNS != "" {
 			fmt.Fprintf(w, "  far-side DNS: %s\n", r.DNS)
@@ -198,6 +342,9 @@ func printReports(w io.Writer, reports []chainReport) {
 		}
 		for _, e := range r.Err {
 			fmt.Fprintf(w, "  error: %s\n", e)
+		}
+		for _, e := range r.Warn {
+			fmt.Fprintf(w, "  warning: %s\n", e)
 		}
 	}
 }

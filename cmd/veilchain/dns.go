@@ -5,15 +5,37 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
+	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/policy"
 	"github.com/veilchain/veilchain/resolver"
 )
 
-// fakePool is the fake-ip ranges of the config (shared by every listener,
-// so a fake address works whichever front end receives it).
+// frontDialer is what the front ends dial through. With a fake-ip DNS
+// front end it is Unmap in front of next, so a fake address handed out
+// reaches policy and the chain as its name again, and its pool (shared by
+// every listener, so a fake address works whichever front end receives
+// it), for the DNS front ends; the ranges are then reserved, which it
+// logs. Without one, nothing hands fake addresses out and nothing is
+// reserved: next itself, and no pool.
+func frontDialer(cfg *configs.Config, next chain.Dialer, log *slog.Logger) (chain.Dialer, *resolver.FakePool) {
+	pool := fakePool(cfg)
+	if pool == nil {
+		return next, nil
+	}
+	log.Info("fake-ip DNS: connections to these ranges are taken for the names handed out, and refused when they map to none",
+		"ipv4", pool.V4, "ipv6", pool.V6)
+	return resolver.Unmap(next, pool), pool
+}
+
+// fakePool is the fake-ip ranges of the config, or nil when no listener
+// has a DNS front end in fake-ip mode.
 func fakePool(cfg *configs.Config) *resolver.FakePool {
+	if cfg.DNS.Mode != "fake-ip" || !slices.ContainsFunc(cfg.Listeners, func(l configs.Listener) bool { return l.DNS != "" }) {
+		return nil
+	}
 	p := &resolver.FakePool{}
 	if v, err := netip.ParsePrefix(cfg.DNS.FakeIPv4); err == nil {
 		p.V4 = v.Masked()

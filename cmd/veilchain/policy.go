@@ -29,8 +29,9 @@ type built struct {
 	checks   map[*chain.Chain]time.Duration // chains with periodic health checks
 }
 
-// build makes the chains, rules, block lists and users of a config.
-func build(cfg *configs.Config, log *slog.Logger) (*built, error) {
+// build makes the chains, rules, block lists and users of a config. The
+// chains tell loops of their conns to first hops (nil: nobody is told).
+func build(cfg *configs.Config, log *slog.Logger, loops *chain.LoopGuard) (*built, error) {
 	b := &built{chains: map[string]chain.Dialer{}, defaults: map[string]string{}, users: cfg.Users,
 		checks: map[*chain.Chain]time.Duration{}}
 	for i, l := range cfg.Listeners {
@@ -43,7 +44,7 @@ func build(cfg *configs.Config, log *slog.Logger) (*built, error) {
 		b.defaults[l.Name] = l.Chain
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Chains)) {
-		d, err := buildChain(cfg, name, log)
+		d, err := buildChain(cfg, name, log, loops)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +81,7 @@ func (b *built) apply(ctx context.Context, r *policy.Router, users *policy.Users
 	}
 }
 
-func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Dialer, error) {
+func buildChain(cfg *configs.Config, name string, log *slog.Logger, loops *chain.LoopGuard) (chain.Dialer, error) {
 	ch := cfg.Chains[name]
 	if ch.Direct {
 		log.Warn("chain is direct: its connections leave this machine WITHOUT any proxy", "chain", name)
@@ -91,7 +92,7 @@ func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Diale
 		return nil, cfg.Errorf([]any{"chains", name, "mode"}, "%v", err)
 	}
 	c := &chain.Chain{Mode: mode, Length: ch.Length, Health: &chain.Health{Logger: log.With("chain", name)},
-		ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake}
+		ConnectTimeout: cfg.Timeouts.Connect, HandshakeTimeout: cfg.Timeouts.Handshake, LoopGuard: loops}
 	if ch.ConnectTimeout > 0 {
 		c.ConnectTimeout = ch.ConnectTimeout
 	}
@@ -169,8 +170,8 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 // lists and users in: new connections use them, live ones keep their
 // chain. A config that fails to load or build is logged and the running
 // one stays. Listener addresses are not changed by a reload.
-func reloader(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
-	afterReload func(), log *slog.Logger) (reload func() error, stop func()) {
+func reloader(load func() (*configs.Config, error), build func(*configs.Config) (*built, error), r *policy.Router, users *policy.Users,
+	stopChecks context.CancelFunc, afterReload func(), log *slog.Logger) (reload func() error, stop func()) {
 	signals, stopSignals := reloadRequests(load)
 	asked := make(chan chan error)
 	done := make(chan struct{})
@@ -178,7 +179,7 @@ func reloader(load func() (*configs.Config, error), r *policy.Router, users *pol
 		cfg, err := load()
 		var b *built
 		if err == nil {
-			b, err = build(cfg, log)
+			b, err = build(cfg)
 		}
 		if err != nil {
 			log.Error("reload failed: the running config stays", "err", err)

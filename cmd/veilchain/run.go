@@ -24,7 +24,8 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the local SOCKS5 front end, sending every connection through a chain of hops",
-		Description: "Flags override the config file: --socks and --hop set the first listener's address and chain.\n" +
+		Description: "Flags override the config file: --socks, --http and --listen set the first listener's addresses\n" +
+			"(any of them replaces all three: --listen alone opens only that port), --hop its chain.\n" +
 			"Example: veilchain run --socks 127.0.0.1:1080 --hop socks5://127.0.0.1:9001 --hop socks5://user:pass@127.0.0.1:9002",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
@@ -53,7 +54,10 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := build(cfg, log)
+	// Chains tell the front ends which conns are their own, so that a
+	// first hop pointing back at this process is refused, not relayed.
+	loops := &chain.LoopGuard{}
+	b, err := build(cfg, log, loops)
 	if err != nil {
 		return err
 	}
@@ -76,10 +80,7 @@ func runAction(c *cli.Context) error {
 		}
 	}
 
-	// Front ends dial through Unmap: a fake address handed out by a DNS
-	// front end reaches policy and the chain as its name again.
-	pool := fakePool(cfg)
-	dialer := resolver.Unmap(router, pool)
+	dialer, pool := frontDialer(cfg, router, log)
 	dnsServers, err = startDNS(cfg, router, pool, c.Bool("allow-open"), log)
 	defer func() {
 		for _, d := range dnsServers {
@@ -89,7 +90,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, err = startFrontEnds(cfg, dialer, users, c.Bool("allow-open"), log)
+	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -98,8 +99,20 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var listening []net.Addr
+	for _, s := range servers {
+		listening = append(listening, s.ln.Addr())
+	}
+	if err := refuseLoops(cfg, listening); err != nil {
+		return err
+	}
 	// Reloads start once every front end exists (afterReload reads them).
-	reload, stopReload := reloader(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
+	reload, stopReload := reloader(func() (*configs.Config, error) { return loadConfig(c) }, func(cfg *configs.Config) (*built, error) {
+		if err := refuseLoops(cfg, listening); err != nil {
+			return nil, err
+		}
+		return build(cfg, log, loops)
+	}, router, users, stopChecks, afterReload, log)
 	defer stopReload()
 	if ctl := startControl(c, reload, log); ctl != nil {
 		servers = append(servers, *ctl)
@@ -110,7 +123,8 @@ func runAction(c *cli.Context) error {
 // startFrontEnds listens on every listener's addresses and builds its
 // front ends, all dialling through dialer. On error it returns what it
 // had started, for the caller to close.
-func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, allowOpen bool, log *slog.Logger) ([]server, error) {
+func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, allowOpen bool,
+	log *slog.Logger) ([]server, error) {
 	var servers []server
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
@@ -123,7 +137,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		}
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
-				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog}
+				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops}
 			if auth != nil {
 				s.Auth = auth
 			}
@@ -133,6 +147,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			h := newHTTPProxy(cfg, dialer, llog)
 			h.Listener = l.Name
 			h.EarlyReply = l.EarlyReply
+			h.LoopGuard = loops
 			if auth != nil {
 				h.Auth = auth
 			}
@@ -198,21 +213,29 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 			return nil, err
 		}
 	}
-	if c.IsSet("socks") {
-		cfg.Listeners[0].Socks = c.String("socks")
+	// --socks, --http and --listen are the first listener's proxy
+	// addresses: any of them replaces all three, so that --listen alone
+	// does not leave the default's 1080 and 8118 open beside it.
+	for _, flag := range []string{"socks", "http", "listen"} {
+		if c.IsSet(flag) {
+			l := &cfg.Listeners[0]
+			l.Socks, l.HTTP, l.Mixed = "", "", ""
+			cfg.SetByFlag("--"+flag, "listeners", 0, "socks") // "missing" is reported there
+			break
+		}
 	}
-	if c.IsSet("http") {
-		cfg.Listeners[0].HTTP = c.String("http")
+	// Errors about a value a flag gave name the flag, not the file.
+	first := func(flag, field string, set func(*configs.Listener)) {
+		if c.IsSet(flag) {
+			set(&cfg.Listeners[0])
+			cfg.SetByFlag("--"+flag, "listeners", 0, field)
+		}
 	}
-	if c.IsSet("listen") {
-		cfg.Listeners[0].Mixed = c.String("listen")
-	}
-	if c.IsSet("dns") {
-		cfg.Listeners[0].DNS = c.String("dns")
-	}
-	if c.IsSet("early-reply") {
-		cfg.Listeners[0].EarlyReply = c.Bool("early-reply")
-	}
+	first("socks", "socks", func(l *configs.Listener) { l.Socks = c.String("socks") })
+	first("http", "http", func(l *configs.Listener) { l.HTTP = c.String("http") })
+	first("listen", "mixed", func(l *configs.Listener) { l.Mixed = c.String("listen") })
+	first("dns", "dns", func(l *configs.Listener) { l.DNS = c.String("dns") })
+	first("early-reply", "early_reply", func(l *configs.Listener) { l.EarlyReply = c.Bool("early-reply") })
 	if hops := c.StringSlice("hop"); len(hops) > 0 {
 		for _, h := range hops {
 			if _, err := chain.ParseHop(h); err != nil {
@@ -227,6 +250,7 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 			specs = append(specs, configs.Hop{URL: h})
 		}
 		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: specs}
+		cfg.SetByFlag("--hop", "chains", cfg.Listeners[0].Chain)
 	}
 	if c.IsSet("handshake-timeout") {
 		if cfg.Timeouts.Handshake = c.Duration("handshake-timeout"); cfg.Timeouts.Handshake <= 0 {
@@ -235,9 +259,11 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	}
 	if c.IsSet("log-level") {
 		cfg.Log.Level = c.String("log-level")
+		cfg.SetByFlag("--log-level", "log", "level")
 	}
 	if c.IsSet("log-format") {
 		cfg.Log.Format = c.String("log-format")
+		cfg.SetByFlag("--log-format", "log", "format")
 	}
 	if _, err := newLogger(io.Discard, cfg.Log.Level, cfg.Log.Format); err != nil && (c.IsSet("log-level") || c.IsSet("log-format")) {
 		return nil, fmt.Errorf("--log-level/--log-format: %w", err)

@@ -61,6 +61,7 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer serveOnSIGHUP(log)()
 	var creds socks.Credentials
 	for _, u := range c.StringSlice("user") {
 		name, pass, ok := strings.Cut(u, ":")
