@@ -42,7 +42,7 @@ func TestCheckCommand(t *testing.T) {
 	hop1, _ := startServes(t)
 	lhop1, lhop1Pin := startServePin(t)
 	lexit, lexitPin := startServePin(t, "--user", "u:p", "--resolver", dnsAddr, "--outbound-ip", "127.0.0.2")
-	echo := "http://" + destName + ":" + dest.port + "/"
+	echo := "http://" + destName + ":" + dest.port + "/ip"
 	t.Run("direct chain is reported", func(t *testing.T) {
 		file := writeFile(t, "leaky.yaml", fmt.Sprintf("dns: {upstream: %q}\nchains:\n  default: {direct: true}\n", dnsAddr))
 		out, _ := exec.Command(veilchain(t), "check", "-c", file, "--json").Output()
@@ -106,7 +106,7 @@ func TestCheckCommand(t *testing.T) {
 				t.Fatalf("JSON %v: %s", err, out)
 			}
 			tt.verify(t, doc.Chains[0].Hops)
-			if tt.ok && (!strings.HasPrefix(doc.Chains[0].Exit, "peer 127.0.0.2:") || !strings.Contains(doc.Chains[0].DNS, "NXDOMAIN") ||
+			if tt.ok && (doc.Chains[0].Exit != "127.0.0.2" || !strings.Contains(doc.Chains[0].DNS, "NXDOMAIN") ||
 				!strings.Contains(doc.Chains[0].Leak, "asked 0 times")) {
 				t.Errorf("exit %q, dns %q, leak test %q: want the exit's address, a far-side answer, no leak",
 					doc.Chains[0].Exit, doc.Chains[0].DNS, doc.Chains[0].Leak)

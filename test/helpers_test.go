@@ -67,8 +67,12 @@ func newDest(t *testing.T, useTLS bool) *destination {
 			d.peers = append(d.peers, r.RemoteAddr)
 			d.headers = append(d.headers, r.Header.Clone())
 			d.mu.Unlock()
-			if r.URL.Path == "/echo" {
+			switch r.URL.Path {
+			case "/echo":
 				io.Copy(w, r.Body)
+				return
+			case "/ip": // what check's --echo-url wants: the caller's address alone
+				fmt.Fprintln(w, r.RemoteAddr)
 				return
 			}
 			fmt.Fprintf(w, "peer %s\n", r.RemoteAddr)
