@@ -136,6 +136,21 @@ func (p *pendingConn) confirm() error {
 	return p.err
 }
 
+// Write sends b behind the handshakes. When that fails, the chain has
+// most likely refused and closed, and its reply is the error to give:
+// a caller that writes a request before it reads (an HTTP transport)
+// would otherwise see only "connection reset", and its client a 502
+// where the chain said 403.
+func (p *pendingConn) Write(b []byte) (int, error) {
+	n, err := p.Conn.Write(b)
+	if err != nil {
+		if cerr := p.confirm(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
 func (p *pendingConn) Read(b []byte) (int, error) {
 	if err := p.confirm(); err != nil {
 		return 0, err

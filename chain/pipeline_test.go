@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,5 +264,38 @@ func TestLateHopError(t *testing.T) {
 		if _, got := LateHopError(tt.err); got != tt.want {
 			t.Errorf("LateHopError(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+// writeFailConn answers reads from a script and fails every write after
+// the first (the handshakes): a chain that refused and closed.
+type writeFailConn struct {
+	scriptConn
+	writes int
+}
+
+func (c *writeFailConn) Write(b []byte) (int, error) {
+	if c.writes++; c.writes > 1 {
+		return 0, syscall.ECONNRESET
+	}
+	return len(b), nil
+}
+
+// A write that fails on a pending conn returns the chain's refusal, not
+// the reset it caused: a caller that writes before it reads (an HTTP
+// transport) must still hear that the exit refused.
+func TestOptimisticRefusalSurfacesOnWrite(t *testing.T) {
+	refusal := append(append([]byte{}, okReply...), 5, 2, 1, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0)
+	conn := &writeFailConn{scriptConn: scriptConn{r: bytes.NewReader(refusal)}}
+	c := &Chain{Hops: pipelinedPair("hop1.example:1080"), Forward: DialerFunc(func(context.Context, string, string) (net.Conn, error) {
+		return conn, nil
+	})}
+	pc, err := c.DialContext(Optimistic(context.Background()), "tcp", "dest.example:80")
+	if err != nil {
+		t.Fatalf("optimistic dial failed early: %v", err)
+	}
+	_, err = pc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	if re, ok := errors.AsType[*ReplyError](err); !ok || re.Code != 2 {
+		t.Fatalf("write error = %v, want the exit's refusal 0x02", err)
 	}
 }
