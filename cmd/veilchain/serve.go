@@ -163,8 +163,9 @@ func byFirstByte(c net.Conn) (net.Conn, int) {
 		return c, 0
 	case b == 4 || b == 5:
 		return c, 1
+	default:
+		return c, 2 // the c FirstByte returned: where it had to read the byte, it is in front
 	}
-	return c, 2
 }
 
 // serveIdentity is the hop's certificate: --tls-cert's, or the one kept
