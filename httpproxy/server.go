@@ -81,7 +81,7 @@ type Server struct {
 	group      conns.Group
 	transports struct {
 		sync.Mutex
-		byUser map[string]*http.Transport
+		live map[*http.Transport]struct{} // one per client connection that forwarded
 	}
 }
 
@@ -103,7 +103,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) CloseIdle() {
 	s.transports.Lock()
 	defer s.transports.Unlock()
-	for _, t := range s.transports.byUser {
+	for t := range s.transports.live {
 		t.CloseIdleConnections()
 	}
 }
@@ -128,6 +128,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 			conn.Close()
 		}
 	}()
+	defer c.dropTransport()
 	for first := true; ; first = false {
 		if !c.serveOne(ctx, first) {
 			return
@@ -157,6 +158,10 @@ type clientConn struct {
 	finalStarted bool // the final response head is being written: no more 100s
 
 	handedOff bool // a tunnel owns conn now (see serveConnect)
+
+	// The upstream pool of this client connection, for rtUser.
+	rt     *http.Transport
+	rtUser string
 }
 
 func (c *clientConn) interrupt() {
@@ -381,7 +386,7 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) bool {
 			GotConn: func(info httptrace.GotConnInfo) { upstream = info.Conn },
 		})
 	}
-	resp, err := c.srv.roundTripper(policy.ClientFrom(ctx).User).RoundTrip(out.WithContext(rctx))
+	resp, err := c.roundTripper(policy.ClientFrom(ctx).User).RoundTrip(out.WithContext(rctx))
 	c.wmu.Lock()
 	c.finalStarted = true // from here on, only this goroutine writes to the client
 	c.wmu.Unlock()
@@ -543,22 +548,22 @@ func (s *Server) authorized(req *http.Request, source string) (string, bool) {
 	return user, ok && s.Auth.Authenticate(source, user, pass)
 }
 
-// roundTripper is the Transport that carries a user's forwarded requests:
-// its connections come from the chain, it keeps them alive per host, and
-// it changes nothing the client sent (no Accept-Encoding, no proxy of its
-// own). One per user: policy may route two users to one host through
-// different chains, and a pooled connection must not carry a request over
-// a chain its rules did not choose.
-func (s *Server) roundTripper(user string) *http.Transport {
-	s.transports.Lock()
-	defer s.transports.Unlock()
-	if t := s.transports.byUser[user]; t != nil {
-		return t
+// roundTripper is the Transport that carries this client connection's
+// forwarded requests: its connections come from the chain, it keeps them
+// alive per host, and it changes nothing the client sent (no
+// Accept-Encoding, no proxy of its own). Pools are never shared between
+// client connections (Privoxy's default too): a destination must not be
+// able to tell that two programs, or two users, are one by the upstream
+// connection they arrive on, and policy may route two users to one host
+// through different chains. A user change on one client connection
+// starts a new pool.
+func (c *clientConn) roundTripper(user string) *http.Transport {
+	if c.rt != nil && c.rtUser == user {
+		return c.rt
 	}
-	if s.transports.byUser == nil {
-		s.transports.byUser = map[string]*http.Transport{}
-	}
-	t := &http.Transport{
+	c.dropTransport()
+	s := c.srv
+	c.rt, c.rtUser = &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			// The request follows the handshakes at once; a refusal still
@@ -573,9 +578,27 @@ func (s *Server) roundTripper(user string) *http.Transport {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 256 << 10,
 		TLSNextProto:           map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}, user
+	s.transports.Lock()
+	if s.transports.live == nil {
+		s.transports.live = map[*http.Transport]struct{}{}
 	}
-	s.transports.byUser[user] = t
-	return t
+	s.transports.live[c.rt] = struct{}{}
+	s.transports.Unlock()
+	return c.rt
+}
+
+// dropTransport closes the idle upstream connections of this client
+// connection's pool: nobody else may use them.
+func (c *clientConn) dropTransport() {
+	if c.rt == nil {
+		return
+	}
+	c.rt.CloseIdleConnections()
+	c.srv.transports.Lock()
+	delete(c.srv.transports.live, c.rt)
+	c.srv.transports.Unlock()
+	c.rt = nil
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -602,3 +602,43 @@ func TestSOCKSClientOnHTTPPort(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolsAreKeptPerClientConnection: two clients of a listener without
+// auth never share an upstream connection (a destination could link them
+// by it), each reuses its own, and a client that leaves takes its pool
+// with it.
+func TestPoolsAreKeptPerClientConnection(t *testing.T) {
+	o := newOrigin(t)
+	fc := &fakeChain{target: o.addr}
+	srv := &Server{Dialer: fc}
+	proxy := testnet.Serve(t, srv)
+	for i := range 2 {
+		tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxy})}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		for range 3 {
+			resp, err := client.Get("http://dest.example/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if n := fc.dials.Load(); n != int32(i+1) {
+			t.Fatalf("after client %d: %d chain dials, want %d (one per client connection, reused by it)", i+1, n, i+1)
+		}
+		tr.CloseIdleConnections()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		srv.transports.Lock()
+		left := len(srv.transports.live)
+		srv.transports.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pools left after their clients went", left)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
