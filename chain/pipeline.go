@@ -161,6 +161,9 @@ func (p *pendingConn) Read(b []byte) (int, error) {
 // CloseWrite half-closes the conn underneath, when it can.
 func (p *pendingConn) CloseWrite() error { return conns.EndWrite(p.Conn) }
 
+// NetConn is the conn underneath.
+func (p *pendingConn) NetConn() net.Conn { return p.Conn }
+
 // Confirm waits for a conn from an Optimistic dial to be complete, and
 // returns the error the dial would have returned. Any other conn is
 // complete already.

@@ -92,11 +92,21 @@ type relay struct {
 
 // closeBoth closes both conns, first resuming any parked direction (see
 // unparkAll), so that it sees the close and ends.
-func (r *relay) closeBoth() {
+func (r *relay) closeBoth() { r.shut(false) }
+
+// abortBoth is closeBoth with a reset on each TCP conn underneath (see
+// conns.Abort).
+func (r *relay) abortBoth() { r.shut(true) }
+
+func (r *relay) shut(abort bool) {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
 	r.unparkAll()
+	if abort {
+		conns.Abort(r.a)
+		conns.Abort(r.b)
+	}
 	r.a.Close()
 	r.b.Close()
 }
@@ -139,12 +149,20 @@ func (r *relay) copyHalf(dir int, dst, src io.ReadWriteCloser) {
 }
 
 // end finishes a direction: on success it half-closes dst so the other
-// side sees EOF, on error it closes both so the other direction ends too.
+// side sees EOF, on error it resets both so the other direction ends too
+// and neither peer takes the cut for a complete stream (a download cut
+// short by a reset upstream reaches the client as a reset, hop by hop).
+// The idle timeout closes both plainly: nothing was in flight.
 // The last direction to end reports.
 func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
-	if err != nil || conns.CloseWrite(dst) != nil {
-		// An error, or dst cannot half-close: closing it whole is the only
-		// way to pass EOF on.
+	switch {
+	case errors.Is(err, ErrIdle):
+		r.closeBoth() // our own timeout, with nothing in flight: a plain end
+	case err != nil:
+		r.abortBoth()
+	case conns.CloseWrite(dst) != nil:
+		// dst cannot half-close: closing it whole is the only way to pass
+		// EOF on.
 		r.closeBoth()
 	}
 	r.n[dir], r.err[dir] = n, err

@@ -414,3 +414,50 @@ func connectEarly(t *testing.T, front, host string, port uint16) (byte, bool) {
 	n, err := c.Read(make([]byte, 1))
 	return 0, n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
+
+// TestCutShortIsNotComplete: when the destination resets a download
+// midway, the client sees an error, not a clean end: each relay passes
+// the reset on (hop by hop, through layered hops too), where a FIN would
+// make a truncated file look whole. A destination that ends cleanly is
+// read to its clean end (the control).
+func TestCutShortIsNotComplete(t *testing.T) {
+	payload := make([]byte, 256<<10)
+	for _, reset := range []bool{true, false} {
+		dest := testnet.Accept(t, func(c net.Conn) {
+			defer c.Close()
+			// The client asks first: a reset before the exit's connect has
+			// completed would fail the dial, not cut the download.
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				return
+			}
+			c.Write(payload)
+			if reset {
+				c.(*net.TCPConn).SetLinger(0)
+			}
+		})
+		_, port, _ := net.SplitHostPort(dest)
+		exit := &chain.Exit{AllowPrivate: true}
+		th := newTwoHops(t, exit, socks.Credentials{"u": "p"}, func(hop1, exitAddr string) []chain.Hop {
+			return []chain.Hop{&chain.SOCKS5{Address: hop1}, &chain.SOCKS5{Address: exitAddr, User: "u", Password: "p"}}
+		})
+		layered := testnet.Serve(t, &socks.Server{Dialer: &chain.Chain{Hops: th.layeredHops(t,
+			[]chain.Hop{&chain.SOCKS5{Address: th.hop1}, &chain.SOCKS5{Address: th.exitAddr, User: "u", Password: "p"}})}})
+		for _, front := range []struct{ name, addr string }{{"plain", th.front}, {"layered", layered}} {
+			sd, _ := proxy.SOCKS5("tcp", front.addr, nil, proxy.Direct)
+			c, err := sd.Dial("tcp", "127.0.0.1:"+port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write([]byte{1})
+			n, err := io.Copy(io.Discard, c)
+			c.Close()
+			switch {
+			case reset && err == nil:
+				t.Errorf("%s: the destination reset after %d bytes, and the client read %d and a clean end", front.name, len(payload), n)
+			case !reset && (err != nil || n != int64(len(payload))):
+				t.Errorf("%s, clean end: read %d, %v; want all %d and no error", front.name, n, err, len(payload))
+			}
+		}
+	}
+}

@@ -39,5 +39,8 @@ func (p *PrefixConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(p.Conn, r)
 }
 
+// NetConn is the conn underneath.
+func (p *PrefixConn) NetConn() net.Conn { return p.Conn }
+
 // CloseWrite passes a half-close on to the conn underneath.
 func (p *PrefixConn) CloseWrite() error { return EndWrite(p.Conn) }
