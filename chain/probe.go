@@ -97,6 +97,21 @@ func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopRep
 	return r
 }
 
+// ProbeFirst checks the first position of the chain (each member of a
+// pool there) as Probe does: the one a program would wait on first, and
+// the one whose address is typed by hand.
+func (c *Chain) ProbeFirst(ctx context.Context) []HopReport {
+	members := []Hop{c.Hops[0]}
+	if p, ok := c.Hops[0].(*Pool); ok {
+		members = p.Members
+	}
+	var reports []HopReport
+	for _, m := range members {
+		reports = append(reports, c.probeOne(ctx, 0, nil, m))
+	}
+	return reports
+}
+
 // CheckEvery probes the chain every interval (with ±20% jitter, so that
 // many chains do not probe in step) until ctx ends.
 func (c *Chain) CheckEvery(ctx context.Context, interval time.Duration) {

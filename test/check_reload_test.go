@@ -215,3 +215,33 @@ func testReloadUnderLoad(t *testing.T, how string) {
 		t.Errorf("after a failed reload: %q, want the running config", out)
 	}
 }
+
+// TestReloadSaysWhatNeedsARestart: a reload applies the log level at once,
+// and names what it cannot apply (a listener's addresses) instead of
+// dropping it silently.
+func TestReloadSaysWhatNeedsARestart(t *testing.T) {
+	dest := newDestination(t)
+	exits, _ := exitsAt(t, "127.0.0.2")
+	file := filepath.Join(t.TempDir(), "r.yaml")
+	config := func(level, http string) string {
+		return fmt.Sprintf("log: {format: json, level: %s}\nlisteners:\n  - {name: a, socks: 127.0.0.1:0, http: %q, chain: c}\nchains:\n  c: {hops: [socks5://u:p@%s]}\n", level, http, exits[0])
+	}
+	os.WriteFile(file, []byte(config("info", "")), 0o600)
+	control := filepath.Join(t.TempDir(), "control.sock")
+	run := start(t, "run", "-c", file, "--control", control)
+	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	os.WriteFile(file, []byte(config("debug", "127.0.0.1:0")), 0o600)
+	if out, err := exec.Command(veilchain(t), "reload", "--control", control).CombinedOutput(); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if w := run.waitFor(t, "reload: these changes take effect only after a restart"); w["fields"] != "listeners" {
+		t.Errorf("restart-only fields %v, want listeners", w["fields"])
+	}
+	sd, _ := proxy.SOCKS5("tcp", front, nil, proxy.Direct)
+	c, err := sd.Dial("tcp", destName+":"+dest.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	run.waitFor(t, "socks connection closed") // a debug line: the new level is on
+}

@@ -490,3 +490,14 @@ func TestServeIsEncryptedByDefault(t *testing.T) {
 		run.waitFor(t, w)
 	}
 }
+
+// TestRunWarnsWhenTheFirstHopIsDown: a first hop that does not answer at
+// start is warned about (with its address), and run starts anyway.
+func TestRunWarnsWhenTheFirstHopIsDown(t *testing.T) {
+	dead := closedPort(t)
+	run := start(t, "run", "--socks", "127.0.0.1:0", "--http", "", "--log-format", "json", "--hop", "socks5://"+dead)
+	run.waitFor(t, "SOCKS5 front end listening")
+	if w := run.waitFor(t, "the first hop does not answer now: connections through it fail until it does"); w["hop_addr"] != dead {
+		t.Errorf("warning names %v, want %s", w["hop_addr"], dead)
+	}
+}

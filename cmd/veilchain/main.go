@@ -89,16 +89,32 @@ var logFlags = []cli.Flag{
 
 // newLogger builds the process logger; logs go to stderr.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	log, _, err := newLevelLogger(w, level, format)
+	return log, err
+}
+
+// newLevelLogger is newLogger with its level kept in a LevelVar, which a
+// reload can change.
+func newLevelLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	lv := &slog.LevelVar{}
+	if err := setLevel(lv, level); err != nil {
+		return nil, nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	}
-	return nil, fmt.Errorf("log format %q: want text or json", format)
+	return nil, nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func setLevel(lv *slog.LevelVar, level string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	lv.Set(l)
+	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -50,7 +53,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	log, level, err := newLevelLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
 	}
@@ -107,11 +110,25 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	// Reloads start once every front end exists (afterReload reads them).
+	warnFirstHopsDown(c.Context, b, log)
+	running := cfg
 	reload, stopReload := reloader(func() (*configs.Config, error) { return loadConfig(c) }, func(cfg *configs.Config) (*built, error) {
 		if err := refuseLoops(cfg, listening); err != nil {
 			return nil, err
 		}
-		return build(cfg, log, loops)
+		b, err := build(cfg, log, loops)
+		if err != nil {
+			return nil, err
+		}
+		// What a reload cannot change is said, not silently dropped.
+		if later := needsRestart(running, cfg); len(later) > 0 {
+			log.Warn("reload: these changes take effect only after a restart", "fields", strings.Join(later, ", "))
+		}
+		if err := setLevel(level, cfg.Log.Level); err != nil {
+			return nil, err
+		}
+		running = cfg
+		return b, nil
 	}, router, users, stopChecks, afterReload, log)
 	defer stopReload()
 	if ctl := startControl(c, reload, log); ctl != nil {
@@ -279,3 +296,48 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 var errNoHops = errors.New("no hops configured, and veilchain never connects directly unless told to.\n" +
 	"Give the chain on the command line:  veilchain run --hop socks5://HOST:PORT [--hop socks5://USER:PASS@HOST:PORT ...]\n" +
 	"or in a config file:                  veilchain run -c FILE   (see configs/example.yaml)")
+
+// needsRestart names the parts of cfg that differ from running and that
+// only a restart applies: listeners (addresses, auth, early replies, DNS
+// front ends), timeouts and the HTTP header policy, which the front ends
+// were built with, the fake-ip ranges and DNS settings, and the log format.
+// Chains, rules, block lists, users and the log level are reloaded.
+func needsRestart(running, cfg *configs.Config) []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		a, b any
+	}{
+		{"listeners", running.Listeners, cfg.Listeners},
+		{"timeouts (of the front ends; the chains take the new ones)", running.Timeouts, cfg.Timeouts},
+		{"http_proxy", running.HTTPProxy, cfg.HTTPProxy},
+		{"dns", running.DNS, cfg.DNS},
+		{"log.format", running.Log.Format, cfg.Log.Format},
+	} {
+		if !reflect.DeepEqual(f.a, f.b) {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// warnFirstHopsDown probes each chain's first hop once, in the background,
+// and warns about one that does not answer: it may come up later, so it
+// is never a reason not to start.
+func warnFirstHopsDown(ctx context.Context, b *built, log *slog.Logger) {
+	for name, d := range b.chains {
+		ch, ok := d.(*chain.Chain)
+		if !ok || len(ch.Hops) == 0 {
+			continue
+		}
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			for _, r := range ch.ProbeFirst(pctx) {
+				if r.Err != "" && ctx.Err() == nil {
+					log.Warn("the first hop does not answer now: connections through it fail until it does", "chain", name, "hop_addr", r.Addr, "err", r.Err)
+				}
+			}
+		}()
+	}
+}
