@@ -87,6 +87,7 @@ type Server struct {
 
 // Serve accepts proxy clients on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.group.SetLogger(s.logger())
 	return s.group.Serve(ln, s.ServeConn)
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ type Users struct {
 	// the window (defaults 5 and one minute).
 	MaxFailures int
 	Window      time.Duration
+	// Logger, if set, hears of each source locked out (at info, with the
+	// user name it last tried, never a password).
+	Logger *slog.Logger
 
 	mu       sync.Mutex
 	failures map[string]*failures
@@ -107,7 +111,11 @@ func (u *Users) Authenticate(source, user, password string) bool {
 		u.mu.Unlock()
 		return true
 	}
-	u.fail(host)
+	if u.fail(host) {
+		if u.Logger != nil {
+			u.Logger.Info("login locked out after repeated failures", "source", host, "user", user, "for", u.window())
+		}
+	}
 	return false
 }
 
@@ -142,7 +150,9 @@ func (u *Users) limited(host string) bool {
 	return f != nil && f.n >= max && time.Since(f.since) < u.window()
 }
 
-func (u *Users) fail(host string) {
+// fail counts a failed login from host, and says whether it was the one
+// that locked host out.
+func (u *Users) fail(host string) (lockedOut bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.failures == nil {
@@ -159,10 +169,15 @@ func (u *Users) fail(host string) {
 	f := u.failures[host]
 	if f == nil || now.Sub(f.since) >= u.window() {
 		if len(u.failures) > 10000 {
-			return // under a flood from many sources: stop growing the table
+			return false // under a flood from many sources: stop growing the table
 		}
 		f = &failures{since: now}
 		u.failures[host] = f
 	}
 	f.n++
+	max := u.MaxFailures
+	if max <= 0 {
+		max = 5
+	}
+	return f.n == max
 }

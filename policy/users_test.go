@@ -1,11 +1,17 @@
 package policy
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 // Loading the package makes no bcrypt hash: that cost 70-185 ms at every
@@ -45,5 +51,27 @@ func TestDummyHashOnFirstUse(t *testing.T) {
 	h := dummyHash()
 	if len(h) == 0 || &h[0] != &dummyHash()[0] {
 		t.Fatal("the dummy hash is missing or made again")
+	}
+}
+
+// A lockout is logged once, at info, with the source and the user name it
+// tried, and never the password.
+func TestLockoutIsLogged(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	u, err := NewUsers(map[string]string{"alice": string(hash)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testnet.LogBuffer
+	u.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	for range 8 {
+		u.Authenticate("198.51.100.9:1", "alice", "guess-me-not")
+	}
+	out := logs.String()
+	if strings.Count(out, "login locked out") != 1 || !strings.Contains(out, "source=198.51.100.9") || !strings.Contains(out, "user=alice") || !strings.Contains(out, "level=INFO") {
+		t.Fatalf("log %q: want one info line naming the source and user", out)
+	}
+	if strings.Contains(out, "guess-me-not") {
+		t.Fatalf("the password is in the log: %q", out)
 	}
 }

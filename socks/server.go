@@ -52,6 +52,7 @@ type Server struct {
 
 // Serve accepts SOCKS clients on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.group.SetLogger(s.logger())
 	return s.group.Serve(ln, s.ServeConn)
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -93,6 +94,9 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return log, err
 }
 
+// logEvery is how often a line of one kind may repeat (see rateHandler).
+const logEvery = 10 * time.Second
+
 // newLevelLogger is newLogger with its level kept in a LevelVar, which a
 // reload can change.
 func newLevelLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
@@ -101,13 +105,16 @@ func newLevelLogger(w io.Writer, level, format string) (*slog.Logger, *slog.Leve
 		return nil, nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
+		h = slog.NewTextHandler(w, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, nil, fmt.Errorf("log format %q: want text or json", format)
 	}
-	return nil, nil, fmt.Errorf("log format %q: want text or json", format)
+	return slog.New(newRateHandler(h, logEvery)), lv, nil
 }
 
 func setLevel(lv *slog.LevelVar, level string) error {

@@ -64,7 +64,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	router, users := &policy.Router{}, &policy.Users{}
+	router, users := &policy.Router{}, &policy.Users{Logger: log}
 	checks, stopChecks := context.WithCancel(context.Background())
 	defer stopChecks() // on an early return; the reload loop stops the later ones
 	b.apply(checks, router, users)
@@ -191,7 +191,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			}
 			switch {
 			case fe.socks != nil && fe.http != nil:
-				socksLn, httpLn := conns.Sniff(ln, cfg.Timeouts.Handshake)
+				socksLn, httpLn := conns.Sniff(ln, cfg.Timeouts.Handshake, llog)
 				servers = append(servers, server{fe.socks(), socksLn}, server{fe.http(), httpLn})
 			case fe.socks != nil:
 				servers = append(servers, server{fe.socks(), ln})

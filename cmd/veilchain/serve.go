@@ -113,7 +113,7 @@ func serveAction(c *cli.Context) error {
 	}
 	plain := isLoopback(addr) || c.Bool("allow-plain")
 	var auth socks.Authenticator // stays nil without --user: a nil map would still be non-nil here
-	gate := &layer.Gate{TLS: &tls.Config{Certificates: []tls.Certificate{id.Cert}}, Timeout: timeout}
+	gate := &layer.Gate{TLS: &tls.Config{Certificates: []tls.Certificate{id.Cert}}, Timeout: timeout, Logger: log}
 	if creds != nil {
 		auth, gate.Auth = creds, creds.Authenticate
 	}
@@ -130,7 +130,7 @@ func serveAction(c *cli.Context) error {
 	var servers []server
 	tlsLn := ln
 	if plain {
-		lns := conns.Split(ln, 3, timeout, byFirstByte)
+		lns := conns.Split(ln, 3, timeout, byFirstByte, log)
 		tlsLn = lns[0]
 		servers = append(servers, server{newSOCKS(), lns[1]}, server{newHTTP(), lns[2]})
 	}

@@ -6,6 +6,7 @@ package conns
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ var ErrClosed = errors.New("server closed")
 
 // Group serves listeners. Its zero value is ready to use.
 type Group struct {
+	logger *slog.Logger // hears of accept failures; guarded by mu
+
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
 	wg     sync.WaitGroup
@@ -32,6 +35,13 @@ func (g *Group) init() {
 		g.drain, g.stop = context.WithCancel(context.Background())
 		g.lns = make(map[net.Listener]struct{})
 	}
+}
+
+// SetLogger makes accept failures logged to log.
+func (g *Group) SetLogger(log *slog.Logger) {
+	g.mu.Lock()
+	g.logger = log
+	g.mu.Unlock()
 }
 
 // Draining returns a context that ends as soon as Shutdown starts:
@@ -73,8 +83,10 @@ func (g *Group) Serve(ln net.Listener, handle func(context.Context, net.Conn)) e
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			// Out of file descriptors and the like: wait, then go on.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.mu.Lock()
+			log := g.logger
+			g.mu.Unlock()
+			backoff = acceptFailed(log, err, backoff)
 			select {
 			case <-time.After(backoff):
 				continue

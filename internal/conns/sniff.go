@@ -3,6 +3,7 @@ package conns
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -13,8 +14,8 @@ import (
 // each server gets the raw, untouched *net.TCPConn; elsewhere it is read
 // and handed back in front of the stream (a *PrefixConn). A client that
 // sends nothing within timeout is closed. Closing both returned listeners
-// closes ln.
-func Sniff(ln net.Listener, timeout time.Duration) (socks, http net.Listener) {
+// closes ln. log, if not nil, hears of accept failures.
+func Sniff(ln net.Listener, timeout time.Duration, log *slog.Logger) (socks, http net.Listener) {
 	lns := Split(ln, 2, timeout, func(c net.Conn) (net.Conn, int) {
 		switch b, c, err := FirstByte(c); {
 		case err != nil:
@@ -25,7 +26,7 @@ func Sniff(ln net.Listener, timeout time.Duration) (socks, http net.Listener) {
 		default:
 			return c, 1
 		}
-	})
+	}, log)
 	return lns[0], lns[1]
 }
 

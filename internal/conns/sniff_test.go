@@ -3,10 +3,14 @@ package conns
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/testnet"
 )
 
 func TestSniffRoutesByFirstByte(t *testing.T) {
@@ -14,7 +18,7 @@ func TestSniffRoutesByFirstByte(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks, http := Sniff(ln, 500*time.Millisecond)
+	socks, http := Sniff(ln, 500*time.Millisecond, nil)
 	defer socks.Close()
 	defer http.Close()
 	for _, tt := range []struct {
@@ -58,7 +62,7 @@ func TestSniffDropsSilentClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks, http := Sniff(ln, 100*time.Millisecond)
+	socks, http := Sniff(ln, 100*time.Millisecond, nil)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +121,8 @@ func TestSniffSurvivesAcceptErrorsAndZeroTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socks, http := Sniff(&flakyListener{Listener: ln}, 0)
+	var logs testnet.LogBuffer
+	socks, http := Sniff(&flakyListener{Listener: ln}, 0, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer socks.Close()
 	defer http.Close()
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -131,4 +136,8 @@ func TestSniffSurvivesAcceptErrorsAndZeroTimeout(t *testing.T) {
 		t.Fatalf("after one accept error (and with timeout 0): %v", err)
 	}
 	got.Close()
+	// Out of descriptors is said, not silent.
+	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "too many open files") {
+		t.Errorf("accept failure log %q: want a warning naming the error", out)
+	}
 }

@@ -2,6 +2,7 @@ package conns
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -16,11 +17,12 @@ type Route func(c net.Conn) (net.Conn, int)
 // Split accepts on ln and hands each conn, as route decides, to one of n
 // listeners. route gets timeout to decide: the conn's deadline is set
 // before it runs and cleared after. Closing all n listeners closes ln.
-func Split(ln net.Listener, n int, timeout time.Duration, route Route) []net.Listener {
+// log, if not nil, hears of accept failures.
+func Split(ln net.Listener, n int, timeout time.Duration, route Route, log *slog.Logger) []net.Listener {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	m := &splitter{parent: ln, timeout: timeout, route: route, done: make(chan struct{})}
+	m := &splitter{parent: ln, timeout: timeout, route: route, log: log, done: make(chan struct{})}
 	out := make([]net.Listener, n)
 	for i := range n {
 		m.children = append(m.children, &childListener{m: m, conns: make(chan net.Conn), closed: make(chan struct{})})
@@ -34,6 +36,7 @@ type splitter struct {
 	parent   net.Listener
 	timeout  time.Duration
 	route    Route
+	log      *slog.Logger
 	children []*childListener
 
 	mu     sync.Mutex
@@ -54,8 +57,7 @@ func (m *splitter) accept() {
 				m.mu.Unlock()
 				return
 			}
-			// Out of file descriptors and the like: wait, then go on.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			backoff = acceptFailed(m.log, err, backoff)
 			time.Sleep(backoff)
 			continue
 		}

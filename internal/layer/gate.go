@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -42,6 +43,8 @@ type Gate struct {
 	Auth func(source, user, password string) bool
 	// Timeout bounds the TLS handshake and the first flight together.
 	Timeout time.Duration
+	// Logger, if set, hears of accept failures.
+	Logger *slog.Logger
 }
 
 // Split serves TLS on ln and returns the listeners that get the clients
@@ -54,7 +57,7 @@ func (g *Gate) Split(ln net.Listener) (socks, httpLn, decoy net.Listener) {
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = []string{"http/1.1"}
 	}
-	lns := conns.Split(ln, 3, g.Timeout, func(c net.Conn) (net.Conn, int) { return g.route(c, cfg) })
+	lns := conns.Split(ln, 3, g.Timeout, func(c net.Conn) (net.Conn, int) { return g.route(c, cfg) }, g.Logger)
 	return lns[toSOCKS], lns[toHTTP], lns[toDecoy]
 }
 
