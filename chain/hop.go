@@ -33,7 +33,9 @@ type Hop interface {
 // Every scheme takes ?timeout=5s, this hop's handshake timeout; socks5
 // and http take ?pipeline=1 (see SOCKS5.Pipeline); socks5s and https take
 // pin=sha256:… (verify the hop's key and nothing else), or ca=FILE (verify
-// by CA; the system roots without it), sni=NAME and insecure=1.
+// by CA; the system roots without it), sni=NAME and insecure=1. Every
+// scheme with a password takes it from password-env=NAME or
+// password-file=FILE (its first line) instead of the URL.
 // Schemes form a closed set here on purpose: no registry, no fallbacks.
 //
 // The user part is split off by hand, at the last '@', before url.Parse
@@ -105,8 +107,34 @@ func ParseHop(raw string) (Hop, error) {
 		case key == "timeout":
 		case (scheme == "socks5" || scheme == "socks5h" || scheme == "http") && key == "pipeline":
 		case layered && (key == "pin" || key == "ca" || key == "insecure" || key == "sni"):
+		case !strings.HasPrefix(scheme, "socks4") && (key == "password-env" || key == "password-file"):
 		default:
-			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for socks5s and https also pin, ca, sni, insecure)", shown, key)
+			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for socks5s and https also pin, ca, sni, insecure; for all but socks4 also password-env, password-file)", shown, key)
+		}
+	}
+	// A password on the command line is visible to every user of the
+	// machine (ps): it can come from the environment or a file instead.
+	if env, file := opts.Get("password-env"), opts.Get("password-file"); env != "" || file != "" {
+		if pass != "" || env != "" && file != "" {
+			return nil, fmt.Errorf("hop URL %q: give the password one way: in the URL, password-env= or password-file=", shown)
+		}
+		if !hasUser || user == "" {
+			return nil, fmt.Errorf("hop URL %q: password-env= and password-file= need a user in the URL (user@host)", shown)
+		}
+		if env != "" {
+			if pass = os.Getenv(env); pass == "" {
+				return nil, fmt.Errorf("hop URL %q: password-env=%s: that variable is not set", shown, env)
+			}
+		} else {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("hop URL %q: password-file: %w", shown, err)
+			}
+			pass, _, _ = strings.Cut(string(b), "\n")
+			pass = strings.TrimRight(pass, "\r")
+		}
+		if len(pass) > 255 {
+			return nil, fmt.Errorf("hop URL %q: the password must be at most 255 bytes", shown)
 		}
 	}
 	var pipeline bool

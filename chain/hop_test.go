@@ -1,6 +1,8 @@
 package chain
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +43,12 @@ func TestParseHop(t *testing.T) {
 		{url: "socks5s://h?pin=" + testPin + "&insecure=1", wantErr: "leave out ca= and insecure="},
 		{url: "socks5s://h?pipeline=1", wantErr: `unknown option "pipeline"`}, // always pipelined inside TLS
 		{url: "socks5://h?pin=" + testPin, wantErr: `unknown option "pin"`},   // a plain link has no key to pin
-		{url: "https://h?pipeline=1", wantErr: `unknown option "pipeline"`},   // TLS to the hop takes round trips anyway
+		{url: "socks5://alice@h?password-env=VC_TEST_UNSET_VAR", wantErr: "that variable is not set"},
+		{url: "socks5://alice:pw@h?password-env=HOME", wantErr: "give the password one way"},
+		{url: "socks5://h?password-env=HOME", wantErr: "need a user"},
+		{url: "socks4a://alice@h?password-env=HOME", wantErr: `unknown option "password-env"`},
+		{url: "socks5://alice@h?password-file=/nonexistent/pw", wantErr: "password-file:"},
+		{url: "https://h?pipeline=1", wantErr: `unknown option "pipeline"`}, // TLS to the hop takes round trips anyway
 		{url: "socks4a://h?pipeline=1", wantErr: `unknown option "pipeline"`},
 		{url: "http://h?pipeline=yes", wantErr: "want 1 or 0"},
 		{url: "https://h?ca=/nonexistent/ca.pem", wantErr: "ca:"},
@@ -159,3 +166,30 @@ func summaryOf(h Hop) string {
 
 // testPin is a well-formed pin of no key.
 var testPin = "sha256:" + strings.Repeat("A", 43)
+
+// A hop's password can come from the environment or a file, so that it
+// is not in argv for every user of the machine to read (ps).
+func TestHopPasswordFromEnvOrFile(t *testing.T) {
+	t.Setenv("VC_TEST_HOP_PW", "from-env")
+	file := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(file, []byte("from-file\nignored\n"), 0o600)
+	for url, want := range map[string]string{
+		"socks5s://alice@h:1?password-env=VC_TEST_HOP_PW&pin=" + testPin: "from-env",
+		"http://alice@h:1?password-file=" + file:                         "from-file",
+	} {
+		h, err := ParseHop(url)
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		var got string
+		switch h := h.(type) {
+		case *SOCKS5:
+			got = h.Password
+		case *HTTPConnect:
+			got = h.Password
+		}
+		if got != want {
+			t.Errorf("%s: password %q, want %q", url, got, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -499,5 +500,21 @@ func TestRunWarnsWhenTheFirstHopIsDown(t *testing.T) {
 	run.waitFor(t, "SOCKS5 front end listening")
 	if w := run.waitFor(t, "the first hop does not answer now: connections through it fail until it does"); w["hop_addr"] != dead {
 		t.Errorf("warning names %v, want %s", w["hop_addr"], dead)
+	}
+}
+
+// TestHashPasswordDoesNotEcho: on a terminal (script(1) gives it one) the
+// password is read without echo, twice, and only the hash is printed.
+func TestHashPasswordDoesNotEcho(t *testing.T) {
+	script := requireProgram(t, "script")
+	const pw = "Secr3t-x9"
+	feed := fmt.Sprintf("sleep 0.5; printf '%s\\n'; sleep 0.3; printf '%s\\n'; sleep 0.5", pw, pw)
+	cmd := exec.Command("sh", "-c", "("+feed+") | "+script+" -qec '"+veilchain(t)+" hash-password' /dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if strings.Contains(string(out), pw) || !strings.Contains(string(out), "again:") || !strings.Contains(string(out), "$2a$") {
+		t.Fatalf("output %q: want two prompts and a hash, and the password nowhere", out)
 	}
 }

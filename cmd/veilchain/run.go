@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", Usage: "HTTP proxy listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:8118 or the config's"},
 			&cli.StringFlag{Name: "listen", Usage: "mixed listen `ADDR` of the first listener: SOCKS4/4a/5 and HTTP on one port"},
 			&cli.StringFlag{Name: "dns", Usage: "DNS front end `ADDR` of the first listener (UDP and TCP; see dns: in the config)"},
-			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5://[user:pass@]host:port"},
+			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5s://[user@]host:port?pin=... (argv is visible to other users in ps: give a password with ?password-env=NAME or ?password-file=FILE, or in a config file)"},
 			&cli.BoolFlag{Name: "early-reply", Usage: "answer SOCKS and CONNECT clients of the first listener as soon as the chain's handshakes are sent (needs a ?pipeline=1 exit; a failure then closes instead of answering an error code)"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH`, for `veilchain reload` (\"\" for none)", DefaultText: controlPathText()},

@@ -18,6 +18,7 @@ import (
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
 	"github.com/veilchain/veilchain/internal/layer"
+	"github.com/veilchain/veilchain/policy"
 	"github.com/veilchain/veilchain/socks"
 )
 
@@ -35,7 +36,8 @@ func serveCommand() *cli.Command {
 			"Command lines are visible to other users (ps): prefer a config over --user on shared machines.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "address to listen on", Value: "127.0.0.1:1080"},
-			&cli.StringSliceFlag{Name: "user", Usage: "require RFC 1929 auth; `NAME:PASS` (repeatable)"},
+			&cli.StringSliceFlag{Name: "user", Usage: "require auth (SOCKS5 user/password, HTTP Basic); `NAME:PASS` (repeatable; visible to other users in ps: prefer --users-file)"},
+			&cli.StringFlag{Name: "users-file", Usage: "require auth by the users in `FILE`: NAME:HASH lines, the hash from `veilchain hash-password`; re-read on SIGHUP"},
 			&cli.BoolFlag{Name: "allow-private", Usage: "let clients reach private, loopback and link-local destinations"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "let clients reach this otherwise refused `CIDR` (repeatable), e.g. a LAN the exit serves"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "listen on a non-loopback address without --user (an open proxy)"},
@@ -61,7 +63,6 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer serveOnSIGHUP(log)()
 	var creds socks.Credentials
 	for _, u := range c.StringSlice("user") {
 		name, pass, ok := strings.Cut(u, ":")
@@ -73,8 +74,24 @@ func serveAction(c *cli.Context) error {
 		}
 		creds[name] = pass
 	}
+	var auth socks.Authenticator // stays nil without users: a nil map would still be non-nil here
+	var reload func() error
+	switch file := c.String("users-file"); {
+	case file != "" && creds != nil:
+		return fmt.Errorf("give --user or --users-file, not both")
+	case file != "":
+		users := &policy.Users{Logger: log}
+		reload = func() error { return loadUsersFile(users, file) }
+		if err := reload(); err != nil {
+			return err
+		}
+		auth = users
+	case creds != nil:
+		auth = creds
+	}
+	defer serveOnSIGHUP(log, reload)()
 	addr := c.String("listen")
-	if !isLoopback(addr) && creds == nil && !c.Bool("allow-open") {
+	if !isLoopback(addr) && auth == nil && !c.Bool("allow-open") {
 		return fmt.Errorf("--listen %s is not a loopback address: give --user NAME:PASS, or --allow-open to run an open proxy", addr)
 	}
 	exit := &chain.Exit{AllowPrivate: c.Bool("allow-private"), Timeout: c.Duration("connect-timeout")}
@@ -102,7 +119,7 @@ func serveAction(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("print-url") {
-		fmt.Fprintln(c.App.Writer, hopURL(addr, id.Pin, creds))
+		fmt.Fprintln(c.App.Writer, hopURL(addr, id.Pin, auth != nil))
 		return nil
 	}
 	var decoySite *url.URL
@@ -112,10 +129,9 @@ func serveAction(c *cli.Context) error {
 		}
 	}
 	plain := isLoopback(addr) || c.Bool("allow-plain")
-	var auth socks.Authenticator // stays nil without --user: a nil map would still be non-nil here
 	gate := &layer.Gate{TLS: &tls.Config{Certificates: []tls.Certificate{id.Cert}}, Timeout: timeout, Logger: log}
-	if creds != nil {
-		auth, gate.Auth = creds, creds.Authenticate
+	if auth != nil {
+		gate.Auth = auth.Authenticate
 	}
 	newSOCKS := func() frontEnd {
 		return &socks.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, IdleTimeout: c.Duration("tunnel-idle"), Logger: log}
@@ -136,7 +152,7 @@ func serveAction(c *cli.Context) error {
 	}
 	socksLn, httpLn, decoyLn := gate.Split(tlsLn)
 	servers = append(servers, server{newSOCKS(), socksLn}, server{newHTTP(), httpLn}, server{layer.Decoy(decoySite), decoyLn})
-	u := hopURL(ln.Addr().String(), id.Pin, creds)
+	u := hopURL(ln.Addr().String(), id.Pin, auth != nil)
 	if plain && !isLoopback(addr) {
 		log.Warn("plain SOCKS and HTTP are served on a non-loopback address (--allow-plain): their clients' credentials and destinations cross the network unencrypted")
 	}
@@ -146,7 +162,7 @@ func serveAction(c *cli.Context) error {
 	case id.Renewed:
 		log.Info("renewed the hop's certificate; the key and its pin are unchanged")
 	}
-	log.Info("serving hop", "addr", ln.Addr().String(), "url", u, "plain", plain, "auth", creds != nil, "allow_private", exit.AllowPrivate)
+	log.Info("serving hop", "addr", ln.Addr().String(), "url", u, "plain", plain, "auth", auth != nil, "allow_private", exit.AllowPrivate)
 	fmt.Fprintln(c.App.Writer, u)
 	return serveUntilDone(c.Context, log, c.Duration("shutdown-grace"), servers)
 }
@@ -205,13 +221,13 @@ func defaultStateDirText() string {
 // hopURL is the URL a client gives for this hop. An unspecified listen
 // address (0.0.0.0, ::) cannot say how clients reach it: HOST stands in.
 // Passwords are never printed.
-func hopURL(listen, pin string, creds socks.Credentials) string {
+func hopURL(listen, pin string, withUser bool) string {
 	host, port, _ := net.SplitHostPort(listen)
 	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
 		host = "HOST"
 	}
 	user := ""
-	if len(creds) > 0 {
+	if withUser {
 		user = "USER:PASSWORD@"
 	}
 	return "socks5s://" + user + net.JoinHostPort(host, port) + "?pin=" + pin
@@ -239,4 +255,30 @@ func isLoopback(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// loadUsersFile reads serve's users: NAME:HASH lines (bcrypt, from
+// `veilchain hash-password`), blank lines and # comments skipped. On
+// error users keep what they had.
+func loadUsersFile(users *policy.Users, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("--users-file: %w", err)
+	}
+	hashes := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, hash, ok := strings.Cut(line, ":")
+		if !ok || name == "" || len(name) > 255 {
+			return fmt.Errorf("--users-file %s:%d: want NAME:HASH", file, i+1)
+		}
+		hashes[name] = hash
+	}
+	if err := users.SetHashes(hashes); err != nil {
+		return fmt.Errorf("--users-file %s: %w", file, err)
+	}
+	return nil
 }

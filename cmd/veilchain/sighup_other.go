@@ -5,4 +5,4 @@ package main
 import "log/slog"
 
 // serveOnSIGHUP does nothing where there is no SIGHUP.
-func serveOnSIGHUP(*slog.Logger) (stop func()) { return func() {} }
+func serveOnSIGHUP(*slog.Logger, func() error) (stop func()) { return func() {} }
