@@ -3,8 +3,10 @@ package chain
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"time"
 )
 
@@ -85,6 +87,9 @@ func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopRep
 			r.Auth = "refused"
 			if !errors.Is(err, ErrHopAuth) {
 				r.Auth = "n/a"
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("handshake timed out after %v: %w", timeout, err)
 			}
 			r.Err = err.Error()
 			c.failed(h)

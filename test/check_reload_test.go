@@ -98,17 +98,23 @@ func TestCheckCommand(t *testing.T) {
 				Chains []struct {
 					Hops []map[string]any `json:"hops"`
 					Exit string           `json:"exit_address"`
-					DNS  string           `json:"far_side_dns"`
-					Leak string           `json:"dns_leak_test"`
+					DNS  struct {
+						Upstream, From, Name, Rcode, Error string
+					} `json:"far_side_dns"`
+					Leak struct {
+						Run          bool
+						Name         string
+						LocalQueries int `json:"local_queries"`
+					} `json:"dns_leak_test"`
 				} `json:"chains"`
 			}
 			if err := json.Unmarshal(out, &doc); err != nil || len(doc.Chains) != 1 {
 				t.Fatalf("JSON %v: %s", err, out)
 			}
 			tt.verify(t, doc.Chains[0].Hops)
-			if tt.ok && (doc.Chains[0].Exit != "127.0.0.2" || !strings.Contains(doc.Chains[0].DNS, "NXDOMAIN") ||
-				!strings.Contains(doc.Chains[0].Leak, "asked 0 times")) {
-				t.Errorf("exit %q, dns %q, leak test %q: want the exit's address, a far-side answer, no leak",
+			if d, l := doc.Chains[0].DNS, doc.Chains[0].Leak; tt.ok && (doc.Chains[0].Exit != "127.0.0.2" || d.Rcode != "NXDOMAIN" ||
+				d.From != "dns.upstream" || d.Name == "" || !l.Run || l.LocalQueries != 0 || l.Name == "") {
+				t.Errorf("exit %q, dns %+v, leak test %+v: want the exit's address, a far-side answer, no leak",
 					doc.Chains[0].Exit, doc.Chains[0].DNS, doc.Chains[0].Leak)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/configs"
@@ -43,6 +45,7 @@ func checkCommand() *cli.Command {
 			&cli.StringFlag{Name: "dns-upstream", Usage: "far-side DNS test: ask the DNS server at `HOST:PORT` (default: the config's dns.upstream)"},
 			&cli.BoolFlag{Name: "no-dns", Usage: "skip the far-side DNS test"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+			&cli.DurationFlag{Name: "timeout", Usage: "bound on each hop's connect and handshake, and on each test's step", Value: 10 * time.Second},
 		},
 		Action: checkAction,
 	}
@@ -53,11 +56,49 @@ type chainReport struct {
 	Mode string            `json:"mode"`
 	Hops []chain.HopReport `json:"hops"`
 	Exit string            `json:"exit_address,omitempty"`
-	DNS  string            `json:"far_side_dns,omitempty"`
-	Leak string            `json:"dns_leak_test,omitempty"`
+	DNS  *dnsReport        `json:"far_side_dns,omitempty"`
+	Leak *leakReport       `json:"dns_leak_test,omitempty"`
 	Err  []string          `json:"errors,omitempty"`
 	Warn []string          `json:"warnings,omitempty"`
 	OK   bool              `json:"ok"`
+}
+
+// dnsReport is the far-side DNS test: a fresh name asked of upstream
+// through the chain. Rcode is the answer's (NXDOMAIN is a pass: the name
+// does not exist, and the answer came through the chain).
+type dnsReport struct {
+	Upstream string `json:"upstream"`
+	From     string `json:"from"` // dns.upstream or --dns-upstream
+	Name     string `json:"name"`
+	Rcode    string `json:"rcode,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (d *dnsReport) String() string {
+	if d.Error != "" {
+		return fmt.Sprintf("%s (%s) did not answer through the chain: %s", d.Upstream, d.From, d.Error)
+	}
+	return fmt.Sprintf("%s answered %s for %s", d.Upstream, d.Rcode, d.Name)
+}
+
+// leakReport is the DNS-leak self-test: LocalQueries must be 0. Run is
+// false, with the reason, when the chain did not take the name to its
+// exit, so a count would prove nothing.
+type leakReport struct {
+	Run          bool   `json:"run"`
+	Name         string `json:"name"`
+	LocalQueries int    `json:"local_queries"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+func (l *leakReport) String() string {
+	switch {
+	case !l.Run:
+		return "not run: " + l.Reason
+	case l.LocalQueries > 0:
+		return fmt.Sprintf("DNS LEAK: this machine's resolver was asked %d time(s) for %s", l.LocalQueries, l.Name)
+	}
+	return fmt.Sprintf("this machine's resolver was asked 0 times for %s", l.Name)
 }
 
 func checkAction(c *cli.Context) error {
@@ -77,10 +118,18 @@ func checkAction(c *cli.Context) error {
 	// through a resolver that counts what it is asked (hop names may
 	// legitimately be looked up here; destination names never).
 	local := &countingResolver{next: net.DefaultResolver}
+	timeout := c.Duration("timeout")
 	for _, d := range b.chains {
 		if ch, ok := d.(*chain.Chain); ok {
 			ch.Resolver = local
+			ch.ConnectTimeout, ch.HandshakeTimeout = timeout, timeout
 		}
+	}
+	// On a terminal, say what is being waited for: a silent hop costs
+	// its timeout, once per step.
+	progress := func(string, ...any) {}
+	if f, ok := c.App.ErrWriter.(*os.File); ok && !c.Bool("json") && term.IsTerminal(int(f.Fd())) {
+		progress = func(format string, args ...any) { fmt.Fprintf(f, format+"\n", args...) }
 	}
 	var reports []chainReport
 	allOK := true
@@ -92,7 +141,9 @@ func checkAction(c *cli.Context) error {
 				Err: []string{"direct: connects WITHOUT any proxy; nothing to check"}})
 			continue
 		}
-		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), far, c.String("dns-domain"))
+		progress("checking chain %s: its hops, the exit, far-side DNS, a DNS-leak test (each step at most %v)...", name, timeout)
+		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), far, c.String("dns-domain"), timeout)
+		progress("checking chain %s: the DNS-leak test...", name)
 		leakTest(c.Context, &r, ch, local, c.String("dns-domain"))
 		allOK = allOK && r.OK
 		reports = append(reports, r)
@@ -189,7 +240,7 @@ func farSideDNS(c *cli.Context, cfg *configs.Config) (dnsCheck, error) {
 	return dnsCheck{upstream: cfg.DNS.Upstream, from: "dns.upstream", required: frontEnd}, nil
 }
 
-func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL string, far dnsCheck, domain string) chainReport {
+func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL string, far dnsCheck, domain string, timeout time.Duration) chainReport {
 	if mode == "" {
 		mode = "strict"
 	}
@@ -198,14 +249,14 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 	defer cancel()
 	r.Hops = ch.Probe(pctx)
 	for _, h := range r.Hops {
-		if !h.Reachable || h.Auth == "refused" {
+		if !h.Reachable || h.Err != "" { // a hop that answers but not as it should fails too
 			r.OK = false
 		}
 	}
 	if echoURL != "" {
 		tr := &http.Transport{DialContext: ch.DialContext, Proxy: nil}
 		defer tr.CloseIdleConnections()
-		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		client := &http.Client{Transport: tr, Timeout: 3 * timeout}
 		addr, err := echoExit(client, echoURL)
 		if err == nil {
 			r.Exit = addr
@@ -216,19 +267,21 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 	}
 	if far.upstream != "" {
 		name := fmt.Sprintf("vc%08x.%s", rand.Uint32(), domain)
-		s := &resolver.Server{Dialer: ch, Upstream: far.upstream, Timeout: 15 * time.Second}
+		s := &resolver.Server{Dialer: ch, Upstream: far.upstream, Timeout: 2 * timeout}
 		m, err := s.Query(name, dns.TypeA)
 		s.Shutdown(context.Background())
+		r.DNS = &dnsReport{Upstream: far.upstream, From: far.from, Name: name}
 		switch {
 		case err == nil:
-			r.DNS = fmt.Sprintf("%s answered %s for %s", far.upstream, dns.RcodeToString[m.Rcode], name)
+			r.DNS.Rcode = dns.RcodeToString[m.Rcode]
 		case far.required:
+			r.DNS.Error = err.Error()
 			r.OK = false
-			r.Err = append(r.Err, fmt.Sprintf("far-side DNS: %s (%s) did not answer through the chain: %v", far.upstream, far.from, err))
+			r.Err = append(r.Err, "far-side DNS: "+r.DNS.String())
 		default:
-			r.Warn = append(r.Warn, fmt.Sprintf("far-side DNS: %s (%s) did not answer through the chain: %v; "+
-				"no DNS front end uses it, so the chain is not failed for it (ask another with --dns-upstream HOST:PORT, or skip with --no-dns)",
-				far.upstream, far.from, err))
+			r.DNS.Error = err.Error()
+			r.Warn = append(r.Warn, "far-side DNS: "+r.DNS.String()+"; "+
+				"no DNS front end uses it, so the chain is not failed for it (ask another with --dns-upstream HOST:PORT, or skip with --no-dns)")
 		}
 	}
 	return r
@@ -269,19 +322,18 @@ func leakTest(ctx context.Context, r *chainReport, ch chain.Dialer, local *count
 	cancel()
 	mu.Lock()
 	defer mu.Unlock()
-	if n := local.queries(name); n != 0 {
+	r.Leak = &leakReport{Run: true, Name: name, LocalQueries: local.queries(name)}
+	if r.Leak.LocalQueries != 0 {
 		r.OK = false
-		r.Err = append(r.Err, fmt.Sprintf("DNS LEAK: this machine's resolver was asked %d time(s) for %s", n, name))
+		r.Err = append(r.Err, r.Leak.String())
 		return
 	}
 	hop, isHop := errors.AsType[*chain.HopError](chainErr)
 	switch {
 	case !dialled:
-		r.Leak = "not run: the test's request did not reach the chain"
+		r.Leak.Run, r.Leak.Reason = false, "the test's request did not reach the chain"
 	case chainErr != nil && !(isHop && hop.Destination):
-		r.Leak = "not run: the chain did not take the test's name to its exit"
-	default:
-		r.Leak = fmt.Sprintf("this machine's resolver was asked 0 times for %s", name)
+		r.Leak.Run, r.Leak.Reason = false, "the chain did not take the test's name to its exit"
 	}
 }
 
@@ -334,10 +386,10 @@ func printReports(w io.Writer, reports []chainReport, echoed bool) {
 			fmt.Fprintln(w, "  exit address: not checked; give --echo-url URL, a page that answers with the caller's address\n"+
 				"    (a bare IP, or JSON with ip, origin, peer_ip or address), for example one you host")
 		}
-		if r.DNS != "" {
+		if r.DNS != nil && r.DNS.Error == "" { // a failure is an error or warning line below
 			fmt.Fprintf(w, "  far-side DNS: %s\n", r.DNS)
 		}
-		if r.Leak != "" {
+		if r.Leak != nil && r.Leak.LocalQueries == 0 { // a leak is an error line below
 			fmt.Fprintf(w, "  DNS leak test: %s\n", r.Leak)
 		}
 		for _, e := range r.Err {

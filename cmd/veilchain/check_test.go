@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/testnet"
@@ -54,7 +55,10 @@ func TestLeakTestCatchesLocalResolution(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := chainReport{OK: true}
 			leakTest(context.Background(), &r, tt.dialer, local, "check.invalid")
-			got := r.Leak + strings.Join(r.Err, "; ")
+			got := strings.Join(r.Err, "; ")
+			if r.Leak != nil {
+				got = r.Leak.String() + got
+			}
 			if r.OK != tt.ok || !strings.Contains(got, tt.want) {
 				t.Fatalf("report %+v, want ok %t and %q", r, tt.ok, tt.want)
 			}
@@ -179,5 +183,20 @@ func TestCheckSaysHowToGetTheExitAddress(t *testing.T) {
 	out, _ := runApp("check", "--no-dns", "--hop", "socks5://"+refusingExit(t))
 	if !strings.Contains(out, "exit address: not checked; give --echo-url URL") {
 		t.Fatalf("output:\n%s", out)
+	}
+}
+
+// A hop that accepts and never answers costs check its --timeout per
+// step, not 40 s, and is reported as timed out.
+func TestCheckTimeoutBoundsASilentHop(t *testing.T) {
+	silent := testnet.Silent(t)
+	begin := time.Now()
+	out, err := runApp("check", "--no-dns", "--timeout", "300ms", "--hop", "socks5://"+silent)
+	took := time.Since(begin)
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "timed out after 300ms") {
+		t.Fatalf("check of a silent hop: %v\n%s", err, out)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("check took %v with --timeout 300ms", took)
 	}
 }
