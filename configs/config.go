@@ -229,7 +229,8 @@ func (c *Config) yamlError(err error) error {
 	}
 	for i, m := range msgs {
 		if g := yamlLine.FindStringSubmatch(m); g != nil {
-			msgs[i] = fmt.Sprintf("%s:%s: %s", c.file, g[1], g[2])
+			line, _ := strconv.Atoi(g[1])
+			msgs[i] = fmt.Sprintf("%s:%s: %s", c.file, g[1], explainYAML(c.root, line, g[2]))
 		} else {
 			msgs[i] = c.file + ": " + m
 		}

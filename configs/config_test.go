@@ -46,8 +46,8 @@ func TestLoadErrorsNameFileLineAndField(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"unknown-field.yaml", []string{"unknown-field.yaml:3: field sock not found"}},
-		{"bad-duration.yaml", []string{"bad-duration.yaml:3: ", "soon", "time.Duration"}},
+		{"unknown-field.yaml", []string{`unknown-field.yaml:3: unknown field "sock" in listeners[0]; did you mean "socks"?`}},
+		{"bad-duration.yaml", []string{"bad-duration.yaml:3: timeouts.handshake: `soon` is not a duration such as 10s"}},
 		{"bad-hop.yaml", []string{`bad-hop.yaml:9: chains.main.hops[1]: hop URL "127.0.0.1:9002": want scheme://`}},
 		{"bad-listener.yaml", []string{
 			`bad-listener.yaml:2: log.level: "loud" is not one of`,
@@ -108,5 +108,27 @@ func TestValidateUsesTheChainParsers(t *testing.T) {
 				t.Fatalf("error repeats the password: %v", err)
 			}
 		})
+	}
+}
+
+// Type errors say which field, and what it wants, in the config's words,
+// not Go's; an unknown field gets the known one it most likely meant.
+func TestTypeErrorsInWords(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"timeout:\n  connect: 5s\n", `x.yaml:1: unknown field "timeout" at the top level; did you mean "timeouts"?`},
+		{"timeouts:\n  idle: two\n", "x.yaml:2: timeouts.idle: `two` is not a duration such as 10s or 1m30s"},
+		{"http_proxy:\n  max_header_bytes: many\n", "x.yaml:2: http_proxy.max_header_bytes: `many` is not a whole number"},
+		{"listeners:\n  - name: a\n    early_reply: sometimes\n", "x.yaml:3: listeners[0].early_reply: `sometimes` is not true or false"},
+		{"chains: [a, b]\n", "x.yaml:1: chains: a list is not"},
+		{"log:\n  levle: debug\n", `x.yaml:2: unknown field "levle" in log; did you mean "level"?`},
+		{"log:\n  zzzzzz: debug\n", `x.yaml:2: unknown field "zzzzzz" in log (known: level, format)`},
+	} {
+		_, err := Parse("x.yaml", []byte(tt.yaml))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v\nwant %q", tt.yaml, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "configs.") || strings.Contains(err.Error(), "!!str")) {
+			t.Errorf("%q: error %v speaks Go", tt.yaml, err)
+		}
 	}
 }

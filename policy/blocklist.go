@@ -68,8 +68,36 @@ func (b *BlockList) add(entry string) error {
 	if err != nil {
 		return err
 	}
+	if !hostName(name) {
+		hint := ""
+		if strings.HasPrefix(name, "*.") {
+			hint = " (write the name alone: it covers its subdomains)"
+		}
+		return fmt.Errorf("%q is not a host name, an address or a CIDR%s", entry, hint)
+	}
 	b.names[name] = true
 	return nil
+}
+
+// hostName says whether name (canonical) is made of DNS labels: letters,
+// digits, '-' and '_', none empty or longer than 63, not starting or ending
+// with '-'. A line that is not, a URL or a glob, is a mistake to report,
+// not an entry that can never match.
+func hostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Len is the number of entries.

@@ -75,3 +75,25 @@ func TestLockoutIsLogged(t *testing.T) {
 		t.Fatalf("the password is in the log: %q", out)
 	}
 }
+
+// A block-list line that is not a name, an address or a CIDR (a URL, a
+// glob) is an error naming its line, not an entry that never matches.
+func TestBlockListRefusesMalformedLines(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ line, want string }{
+		{"http://ads.example", `:2: "http://ads.example" is not a host name`},
+		{"*.ads.example", "covers its subdomains"},
+		{"ads..example", `:2: "ads..example" is not a host name`},
+		{"10.0.0.0/33", `:2: "10.0.0.0/33" is not a host name, an address or a CIDR`},
+	} {
+		file := dir + "/list"
+		os.WriteFile(file, []byte("good.example\n"+tt.line+"\n"), 0o600)
+		if _, err := LoadBlockLists(file); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.line, err, tt.want)
+		}
+	}
+	os.WriteFile(dir+"/ok", []byte("# ads\nads.example\n0.0.0.0 tracker.example\n192.0.2.0/24\n_dmarc.example\n"), 0o600)
+	if b, err := LoadBlockLists(dir + "/ok"); err != nil || b.Len() != 4 {
+		t.Fatalf("good list: %v, %d entries", err, b.Len())
+	}
+}

@@ -64,7 +64,7 @@ func build(cfg *configs.Config, log *slog.Logger, loops *chain.LoopGuard) (*buil
 		}
 	}
 	if b.block, err = policy.LoadBlockLists(cfg.BlockLists...); err != nil {
-		return nil, err
+		return nil, cfg.Errorf([]any{"block_lists"}, "%v", err)
 	}
 	if _, err := policy.NewUsers(cfg.Users); err != nil {
 		return nil, cfg.Errorf([]any{"users"}, "%v", err)
