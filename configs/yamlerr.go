@@ -163,4 +163,3 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
