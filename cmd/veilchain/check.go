@@ -74,6 +74,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer b.close()
 	var reports []chainReport
 	allOK := true
 	for _, name := range slices.Sorted(maps.Keys(b.chains)) {
@@ -187,6 +188,15 @@ func printReports(w io.Writer, reports []chainReport) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, h.Encrypted, reach, h.Auth, lat, h.Err)
 		}
 		tw.Flush()
+		for _, h := range r.Hops {
+			if h.HostKey != "" {
+				fmt.Fprintf(w, "  hop %d SSH: host key %s", h.Position, h.HostKey)
+				if h.AuthMethod != "" {
+					fmt.Fprintf(w, " verified, auth %s accepted, channel open %s", h.AuthMethod, h.ChannelOpen.Round(10*time.Microsecond))
+				}
+				fmt.Fprintln(w)
+			}
+		}
 		if r.Exit != "" {
 			fmt.Fprintf(w, "  exit address: %s\n", r.Exit)
 		}

@@ -79,6 +79,16 @@ func (b *built) apply(ctx context.Context, r *policy.Router, users *policy.Users
 	}
 }
 
+// close lets go of what b's chains keep between dials (SSH hops'
+// connections), each once its live streams end.
+func (b *built) close() {
+	for _, d := range b.chains {
+		if c, ok := d.(*chain.Chain); ok {
+			c.Close()
+		}
+	}
+}
+
 func buildChain(cfg *configs.Config, name string, log *slog.Logger) (chain.Dialer, error) {
 	ch := cfg.Chains[name]
 	if ch.Direct {
@@ -167,7 +177,9 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 // rules, block lists and users in: new connections use them, live ones
 // keep their chain. A config that fails to load or build is logged and
 // the running one stays. Listener addresses are not changed by a reload.
-func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
+// The config it replaces is closed (cur is the one running at first),
+// and the last one when it stops.
+func reloadOnSIGHUP(load func() (*configs.Config, error), cur *built, r *policy.Router, users *policy.Users, stopChecks context.CancelFunc,
 	afterReload func(), log *slog.Logger) (stop func()) {
 	requests, stopRequests := reloadRequests(load)
 	done := make(chan struct{})
@@ -188,10 +200,13 @@ func reloadOnSIGHUP(load func() (*configs.Config, error), r *policy.Router, user
 				var ctx context.Context
 				ctx, stopChecks = context.WithCancel(context.Background())
 				b.apply(ctx, r, users)
+				cur.close()
+				cur = b
 				afterReload()
 				log.Info("reload: config applied", "chains", len(b.chains), "rules", len(b.rules), "blocked", b.block.Len())
 			case <-done:
 				stopChecks()
+				cur.close()
 				return
 			}
 		}

@@ -98,7 +98,7 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	// Reloads start once every front end exists (afterReload reads them).
-	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, router, users, stopChecks, afterReload, log)
+	stopReload := reloadOnSIGHUP(func() (*configs.Config, error) { return loadConfig(c) }, b, router, users, stopChecks, afterReload, log)
 	defer stopReload()
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
 }
