@@ -215,12 +215,13 @@ func (h *SSH) DialVia(ctx context.Context, timeout time.Duration, reach func(con
 		}
 		sctx, cancel := context.WithTimeout(ctx, timeout)
 		ch, err := openStream(sctx, c.client, addr)
+		timedOut := sctx.Err() != nil
 		cancel()
 		if err == nil {
 			return &sshStream{Conn: ch, release: func() { h.release(c) }}, nil
 		}
 		h.release(c)
-		if _, ok := errors.AsType[*ReplyError](err); ok || ctx.Err() != nil || sctx.Err() != nil {
+		if _, ok := errors.AsType[*ReplyError](err); ok || timedOut {
 			return nil, err // the server answered, or the time is up
 		}
 		h.drop(c) // the connection broke

@@ -287,6 +287,15 @@ func TestSSHReconnectsAfterBreak(t *testing.T) {
 	if n := s.conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2 (one made again)", n)
 	}
+	// Dialled at once after the break, before the hop has seen it: the
+	// stream is tried again on a new connection.
+	s.cut()
+	conn3, err := c.DialContext(context.Background(), "tcp", "a.example:80")
+	if err != nil {
+		t.Fatalf("a dial right after the break: %v", err)
+	}
+	defer conn3.Close()
+	echoThrough(t, conn3, "at once")
 }
 
 // TestSSHCloseDrains: closing the hop (a reload) leaves a live stream

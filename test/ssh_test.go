@@ -188,7 +188,7 @@ func TestSSHServerDiesMidStream(t *testing.T) {
 	}
 	conn2, err := c.DialContext(context.Background(), "tcp", echo)
 	if err != nil {
-		t.Fatalf("the next stream: %v", err)
+		t.Fatalf("the next stream: %v\nsshd: %s", err, d.log)
 	}
 	defer conn2.Close()
 	fmt.Fprint(conn2, "pong")
