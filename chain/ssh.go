@@ -67,6 +67,8 @@ type sshConn struct {
 	ready   chan struct{} // closed when the connection is made, or failed (err)
 	client  *ssh.Client
 	err     error
+	alive   context.Context // ends when the connection does
+	ended   context.CancelFunc
 	streams int         // streams using or about to use it (hop's mu)
 	idle    *time.Timer // closes it when no stream used it for IdleTimeout (hop's mu)
 }
@@ -213,9 +215,13 @@ func (h *SSH) DialVia(ctx context.Context, timeout time.Duration, reach func(con
 			}
 			return nil, c.err
 		}
+		// A channel opened just as its connection ends may never be
+		// answered: the end of the connection ends the wait too.
 		sctx, cancel := context.WithTimeout(ctx, timeout)
+		stop := context.AfterFunc(c.alive, cancel)
 		ch, err := openStream(sctx, c.client, addr)
-		timedOut := sctx.Err() != nil
+		timedOut := sctx.Err() != nil && c.alive.Err() == nil
+		stop()
 		cancel()
 		if err == nil {
 			return &sshStream{Conn: ch, release: func() { h.release(c) }}, nil
@@ -271,8 +277,10 @@ func (h *SSH) connect(ctx context.Context, timeout time.Duration, c *sshConn, re
 	}
 	h.mu.Lock()
 	c.client, c.err = client, err
+	c.alive, c.ended = context.WithCancel(context.Background())
 	h.mu.Unlock()
 	if err != nil {
+		c.ended()
 		h.drop(c)
 		return
 	}
@@ -287,16 +295,15 @@ func (h *SSH) keepAlive(c *sshConn) {
 	if every <= 0 {
 		every = 15 * time.Second
 	}
-	ended := make(chan struct{})
 	go func() { // owned by keepAlive, ends with the connection
 		c.client.Wait()
-		close(ended)
+		c.ended()
 	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-ended:
+		case <-c.alive.Done():
 			h.drop(c)
 			return
 		case <-t.C:
