@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -78,6 +79,7 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 			attempts++
 		}
 	}
+	ctx = withDestination(ctx, addr)
 	skip := map[Hop]bool{}
 	var lastErr error
 	for range attempts {
@@ -107,29 +109,52 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 // behind the one before, and their replies are read after, in order; under
 // an Optimistic ctx, a run that ends at the exit is not waited for at all.
 func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.Conn, Hop, error) {
-	first := hops[0].Addr()
-	start := time.Now()
-	conn, err := c.forward().DialContext(ctx, "tcp", first)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, &HopError{Index: 0, Addr: first, Err: err} // the caller gave up: nobody to blame
+	return c.dialPath(ctx, hops, len(hops), addr)
+}
+
+// dialPath is dialThrough through hops[:n] to addr, which is hops[n]'s
+// address when n < len(hops): then a hop that cannot reach addr puts the
+// blame on hops[n], as it would in a dial through all of hops. With a
+// muxer among hops[:n], the last one hands out the stream (asking for the
+// path to itself only when it needs a new connection) and the hops after
+// it are reached through that stream.
+func (c *Chain) dialPath(ctx context.Context, hops []Hop, n int, addr string) (net.Conn, Hop, error) {
+	next := func(i int) string {
+		if i+1 < n {
+			return hops[i+1].Addr()
 		}
-		c.failed(hops[0])
-		return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
+		return addr
 	}
-	untrack := c.LoopGuard.track(conn)
+	optimistic := isOptimistic(ctx) && n == len(hops)
+	start := time.Now()
+	var conn net.Conn
+	untrack := func() {} // see LoopGuard: only a conn we dial to a first hop is tracked
+	i := 0
+	if m := lastMuxer(hops[:n]); m >= 0 {
+		var failed Hop
+		var err error
+		if conn, failed, err = c.dialVia(ctx, hops, m, next(m)); err != nil {
+			return nil, failed, err
+		}
+		start, i = time.Now(), m+1
+	} else {
+		first := hops[0].Addr() // addr itself when n == 0
+		var err error
+		if conn, err = c.forward().DialContext(ctx, "tcp", first); err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, &HopError{Index: 0, Addr: first, Err: err} // the caller gave up: nobody to blame
+			}
+			c.failed(hops[0])
+			return nil, hops[0], &HopError{Index: 0, Addr: first, Err: err}
+		}
+		untrack = c.LoopGuard.track(conn)
+	}
 	handedOff := false // to a pendingConn, which untracks when its replies are in
 	defer func() {
 		if !handedOff {
 			untrack()
 		}
 	}()
-	next := func(i int) string {
-		if i+1 < len(hops) {
-			return hops[i+1].Addr()
-		}
-		return addr
-	}
 	// A layered hop's replies may still be on their way when the next
 	// hop's handshake starts; if they fail, that is what the dial returns,
 	// however the next handshake then fails.
@@ -145,10 +170,10 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		failed, err := c.failure(ctx, hops, k, err)
 		return nil, failed, err
 	}
-	for i := 0; i < len(hops); {
+	for i < n {
 		h := hops[i]
-		run := pipelinedRun(hops[i:])
-		if l, ok := h.(layered); ok && l.layered() && (i+1 < len(hops) || isOptimistic(ctx)) {
+		run := pipelinedRun(hops[i:n])
+		if l, ok := h.(layered); ok && l.layered() && (i+1 < n || optimistic) {
 			// Its TLS handshake takes a round trip; its SOCKS flight
 			// then goes out, and the next hop's TLS hello right behind
 			// it, without waiting for the replies: they are read on the
@@ -160,7 +185,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 				return fail(i, err)
 			}
 			rctx, cancel := ctx, context.CancelFunc(func() {})
-			if i+1 == len(hops) {
+			if i+1 == n {
 				// The dial is over when the replies come: as for a
 				// pipelined exit, only the hop's timeout bounds them.
 				rctx, cancel = context.WithCancel(context.Background())
@@ -176,7 +201,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 				c.succeeded(h, time.Since(begin))
 				return nil
 			}
-			if i+1 == len(hops) {
+			if i+1 == n {
 				return p, nil, nil
 			}
 			start = time.Now()
@@ -199,7 +224,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		}
 		var batch []byte
 		for k := i; k < i+run; k++ {
-			b, err := pipelinedOf(hops[k]).handshakeBytes(next(k))
+			b, err := pipelinedOf(hops[k]).handshakeBytes(ctx, next(k))
 			if err != nil {
 				return fail(k, err)
 			}
@@ -211,7 +236,7 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		}); err != nil {
 			return fail(i, err)
 		}
-		if i+run == len(hops) && isOptimistic(ctx) {
+		if i+run == n && optimistic {
 			// The dial is over: only the hops' own timeouts bound the
 			// replies now, and closing the conn ends the wait, as a
 			// cancellation that blames no hop.
@@ -237,6 +262,62 @@ func (c *Chain) dialThrough(ctx context.Context, hops []Hop, addr string) (net.C
 		i += run
 	}
 	return conn, nil, nil
+}
+
+// muxer is a hop that hands out streams over connections of its own (an
+// SSH connection carries many channels). reach builds a new connection to
+// the hop through the hops before it; the muxer calls it only when it has
+// no connection to reuse, and only before it returns.
+type muxer interface {
+	DialVia(ctx context.Context, timeout time.Duration, reach func(context.Context) (net.Conn, error), addr string) (net.Conn, error)
+}
+
+// lastMuxer is the index of the last muxer in hops, or -1.
+func lastMuxer(hops []Hop) int {
+	for m := len(hops) - 1; m >= 0; m-- {
+		if _, ok := hops[m].(muxer); ok {
+			return m
+		}
+	}
+	return -1
+}
+
+// dialVia asks the muxer hops[m] for a stream to addr. A failure to reach
+// the muxer keeps the blame and error of the dial through the hops before
+// it; a failure of the muxer itself is blamed as any hop's handshake.
+func (c *Chain) dialVia(ctx context.Context, hops []Hop, m int, addr string) (net.Conn, Hop, error) {
+	h := hops[m]
+	var reached struct {
+		failed Hop
+		err    error
+	}
+	reach := func(ctx context.Context) (net.Conn, error) {
+		// The connection outlives this dial: nothing of it waits for a
+		// reply on a later Read.
+		ctx = context.WithValue(ctx, optimisticKey{}, false)
+		conn, failed, err := c.dialPath(ctx, hops, m, h.Addr())
+		reached.failed, reached.err = failed, err
+		return conn, err
+	}
+	start := time.Now()
+	conn, err := h.(muxer).DialVia(ctx, c.timeout(h), reach, addr)
+	switch {
+	case err == nil:
+		c.succeeded(h, time.Since(start))
+		return conn, nil, nil
+	case reached.err != nil:
+		return nil, reached.failed, reached.err
+	}
+	if _, ok := errors.AsType[*HopError](err); ok {
+		// Another dial's new connection, which this one waited for,
+		// failed on the way: that dial has put the blame.
+		return nil, nil, err
+	}
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	failed, err := c.failure(ctx, hops, m, err)
+	return nil, failed, err
 }
 
 // readReplies reads the replies of the run of pipelined hops[i:i+run],
@@ -333,11 +414,8 @@ func dialResolved(ctx context.Context, d *net.Dialer, r Resolver, network, addr 
 	return nil, err
 }
 
-// handshake runs one step of h's handshake under h's deadline, bridging
-// ctx to conn's deadline so a blocked read ends when ctx does, with no
-// extra goroutine left behind; the deadline is cleared afterwards for the
-// relay.
-func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, step func(context.Context) (net.Conn, error)) (net.Conn, error) {
+// timeout is h's handshake timeout: its own, the chain's, or the default.
+func (c *Chain) timeout(h Hop) time.Duration {
 	timeout := c.HandshakeTimeout
 	if t, ok := h.(interface{ HandshakeTimeout() time.Duration }); ok && t.HandshakeTimeout() > 0 {
 		timeout = t.HandshakeTimeout()
@@ -345,6 +423,34 @@ func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, step func(c
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
+	return timeout
+}
+
+// Close lets go of what the hops keep open between dials (an SSH hop's
+// connections), each once its last stream ends; live streams go on. A
+// reload closes the chains it replaces.
+func (c *Chain) Close() error {
+	var errs []error
+	for _, pos := range c.Hops {
+		members := []Hop{pos}
+		if p, ok := pos.(*Pool); ok {
+			members = p.Members
+		}
+		for _, h := range members {
+			if cl, ok := h.(io.Closer); ok {
+				errs = append(errs, cl.Close())
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// handshake runs one step of h's handshake under h's deadline, bridging
+// ctx to conn's deadline so a blocked read ends when ctx does, with no
+// extra goroutine left behind; the deadline is cleared afterwards for the
+// relay.
+func (c *Chain) handshake(ctx context.Context, h Hop, conn net.Conn, step func(context.Context) (net.Conn, error)) (net.Conn, error) {
+	timeout := c.timeout(h)
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	deadline, _ := hctx.Deadline()

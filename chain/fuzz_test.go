@@ -12,7 +12,7 @@ import (
 // FuzzParseHop: no panic; an accepted URL has a host:port address, and no
 // error message carries the password.
 func FuzzParseHop(f *testing.F) {
-	for _, s := range []string{"socks5://127.0.0.1:9001", "socks5h://u:p@h:1", "socks5://[::1]", "http://h", "socks5://u:p@h:1/x", "%zz"} {
+	for _, s := range []string{"socks5://127.0.0.1:9001", "socks5h://u:p@h:1", "socks5://[::1]", "http://h", "socks5://u:p@h:1/x", "%zz", "ssh://u:pw@h?hostkey=SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU&isolate=user", "socks5://h?isolate=destination"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -107,4 +107,40 @@ func checkSOCKS5Reply(t *testing.T, answer []byte, auth, pipeline bool) {
 	if used := len(answer) - conn.r.Len(); out != conn || used != want {
 		t.Fatalf("accepted %x after reading %d bytes, want exactly %d", answer, used, want)
 	}
+}
+
+// FuzzParseHostKey: no panic; an accepted fingerprint is canonical
+// (parsing it again gives it back) and is SHA256: with 43 characters.
+func FuzzParseHostKey(f *testing.F) {
+	for _, s := range []string{"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", "SHA256:47DEQpj8HBSa /TImW 5JCeuQeRkm5NMpJWZG3hSuFU", "SHA256:", "MD5:aa:bb", "sha256:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fp, err := ParseHostKey(s)
+		if err != nil {
+			return
+		}
+		if len(fp) != len("SHA256:")+43 || !strings.HasPrefix(fp, "SHA256:") {
+			t.Fatalf("ParseHostKey(%q) = %q", s, fp)
+		}
+		if again, err := ParseHostKey(fp); err != nil || again != fp {
+			t.Fatalf("ParseHostKey(%q) = %q, %v; want it back", fp, again, err)
+		}
+	})
+}
+
+// FuzzParseIsolation: no panic; what is accepted prints back as itself.
+func FuzzParseIsolation(f *testing.F) {
+	for _, s := range []string{"", "none", "listener", "user", "destination", "connection", "User", "dest"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		i, err := ParseIsolation(s)
+		if err != nil {
+			return
+		}
+		if s != "" && i.String() != s {
+			t.Fatalf("ParseIsolation(%q) = %v", s, i)
+		}
+	})
 }

@@ -1,7 +1,9 @@
 package chain
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -11,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Hop is one upstream proxy.
@@ -29,13 +34,18 @@ type Hop interface {
 //	socks4a://[userid@]…, socks4://…     SOCKS4a; SOCKS4 carries IPv4 destinations only
 //	http://[user:pass@]…                 CONNECT
 //	https://[user:pass@]…                CONNECT over TLS
+//	ssh://user[:pass]@host[:port]        an SSH server: a direct-tcpip channel per stream
 //
 // Every scheme takes ?timeout=5s, this hop's handshake timeout; socks5
 // and http take ?pipeline=1 (see SOCKS5.Pipeline); socks5s and https take
 // pin=sha256:… (verify the hop's key and nothing else), or ca=FILE (verify
 // by CA; the system roots without it), sni=NAME and insecure=1. Every
 // scheme with a password takes it from password-env=NAME or
-// password-file=FILE (its first line) instead of the URL.
+// password-file=FILE (its first line) instead of the URL. socks5 (all
+// three forms) and ssh take isolate= (see Isolation). ssh takes
+// hostkey=SHA256:… (the server's key fingerprint) or known_hosts=FILE
+// (default ~/.ssh/known_hosts), and identity=FILE; the ssh-agent at
+// SSH_AUTH_SOCK is used too.
 // Schemes form a closed set here on purpose: no registry, no fallbacks.
 //
 // The user part is split off by hand, at the last '@', before url.Parse
@@ -93,9 +103,9 @@ func ParseHop(raw string) (Hop, error) {
 		return nil, fmt.Errorf("hop URL %q: bad query: %w", shown, err)
 	}
 	scheme = strings.ToLower(u.Scheme)
-	defPort := map[string]string{"socks5": "1080", "socks5h": "1080", "socks5s": "443", "socks4": "1080", "socks4a": "1080", "http": "8080", "https": "443"}[scheme]
+	defPort := map[string]string{"socks5": "1080", "socks5h": "1080", "socks5s": "443", "socks4": "1080", "socks4a": "1080", "http": "8080", "https": "443", "ssh": "22"}[scheme]
 	if defPort == "" {
-		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5s, socks5, socks5h, socks4, socks4a, http, https)", shown, u.Scheme)
+		return nil, fmt.Errorf("hop URL %q: unsupported scheme %q (supported: socks5s, socks5, socks5h, socks4, socks4a, http, https, ssh)", shown, u.Scheme)
 	}
 	addr, err := hostPort(u, defPort)
 	if err != nil {
@@ -108,8 +118,11 @@ func ParseHop(raw string) (Hop, error) {
 		case (scheme == "socks5" || scheme == "socks5h" || scheme == "http") && key == "pipeline":
 		case layered && (key == "pin" || key == "ca" || key == "insecure" || key == "sni"):
 		case !strings.HasPrefix(scheme, "socks4") && (key == "password-env" || key == "password-file"):
+		case (strings.HasPrefix(scheme, "socks5") || scheme == "ssh") && key == "isolate":
+		case scheme == "ssh" && (key == "hostkey" || key == "known_hosts" || key == "identity"):
 		default:
-			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for socks5s and https also pin, ca, sni, insecure; for all but socks4 also password-env, password-file)", shown, key)
+			return nil, fmt.Errorf("hop URL %q: unknown option %q (options: timeout; for socks5 and http also pipeline; for socks5s and https also pin, ca, sni, insecure; "+
+				"for socks5 also isolate; for ssh isolate, hostkey, known_hosts, identity; for all but socks4 password-env, password-file)", shown, key)
 		}
 	}
 	// A password on the command line is visible to every user of the
@@ -152,6 +165,21 @@ func ParseHop(raw string) (Hop, error) {
 			return nil, fmt.Errorf("hop URL %q: timeout=%q is not a positive duration such as 5s", shown, t)
 		}
 	}
+	isolate, err := ParseIsolation(opts.Get("isolate"))
+	if err != nil {
+		return nil, fmt.Errorf("hop URL %q: %w", shown, err)
+	}
+	if scheme == "ssh" {
+		h, err := sshHop(addr, user, pass, opts)
+		if err != nil {
+			return nil, fmt.Errorf("hop URL %q: %w", shown, err)
+		}
+		h.Isolate, h.Timeout = isolate, timeout
+		return h, nil
+	}
+	if isolate != IsolateNone && hasUser {
+		return nil, fmt.Errorf("hop URL %q: isolate= sends credentials of its own per isolation key: leave out the user and password", shown)
+	}
 	var cfg *tls.Config
 	var pin string
 	if layered {
@@ -161,7 +189,12 @@ func ParseHop(raw string) (Hop, error) {
 	}
 	switch scheme {
 	case "socks5", "socks5h", "socks5s":
-		return &SOCKS5{Address: addr, User: user, Password: pass, Pipeline: pipeline, TLS: cfg, Pin: pin, Timeout: timeout}, nil
+		h := &SOCKS5{Address: addr, User: user, Password: pass, Pipeline: pipeline, TLS: cfg, Pin: pin, Timeout: timeout, Isolate: isolate}
+		if isolate != IsolateNone {
+			h.salt = make([]byte, 32)
+			rand.Read(h.salt)
+		}
+		return h, nil
 	case "socks4", "socks4a":
 		if pass != "" {
 			return nil, fmt.Errorf("hop URL %q: SOCKS4 has a user ID but no password", shown)
@@ -217,6 +250,40 @@ func tlsConfig(scheme, host string, opts url.Values) (*tls.Config, string, error
 	}
 	cfg.InsecureSkipVerify = insecure
 	return cfg, "", nil
+}
+
+// sshHop is an ssh:// hop from its parts: the host key check, and at
+// least one way to authenticate.
+func sshHop(addr, user, pass string, opts url.Values) (*SSH, error) {
+	if user == "" {
+		return nil, fmt.Errorf("an SSH hop needs a user: ssh://USER@host")
+	}
+	h := &SSH{Address: addr, User: user, Password: pass, AgentSocket: os.Getenv("SSH_AUTH_SOCK")}
+	switch hk, kh := opts.Get("hostkey"), opts.Get("known_hosts"); {
+	case hk != "" && kh != "":
+		return nil, fmt.Errorf("hostkey= verifies the server by itself: leave out known_hosts=")
+	case hk != "":
+		var err error
+		if h.HostKey, err = ParseHostKey(hk); err != nil {
+			return nil, err
+		}
+	default:
+		h.KnownHosts = cmp.Or(kh, DefaultKnownHosts())
+		if _, err := knownhosts.New(expandHome(h.KnownHosts)); err != nil {
+			return nil, fmt.Errorf("known_hosts: %w; pin the server's key with hostkey=SHA256:... instead (`ssh-keyscan HOST | ssh-keygen -lf -` shows it; check it on the server)", err)
+		}
+	}
+	if id := opts.Get("identity"); id != "" {
+		s, err := LoadIdentity(id)
+		if err != nil {
+			return nil, err
+		}
+		h.Signers = []ssh.Signer{s}
+	}
+	if len(h.Signers) == 0 && h.AgentSocket == "" && h.Password == "" {
+		return nil, fmt.Errorf("no way to log in to the SSH server: give identity=FILE, run an ssh-agent (SSH_AUTH_SOCK), or a password")
+	}
+	return h, nil
 }
 
 // redact hides everything before the last '@' after the scheme.

@@ -125,7 +125,7 @@ func connectStatus(resp *http.Response) error {
 
 func (h *HTTPConnect) pipelines() bool { return h.Pipeline && h.TLS == nil }
 
-func (h *HTTPConnect) handshakeBytes(addr string) ([]byte, error) {
+func (h *HTTPConnect) handshakeBytes(_ context.Context, addr string) ([]byte, error) {
 	return []byte(h.request(addr)), nil
 }
 

@@ -99,7 +99,7 @@ func TestPipelinedRunThroughHTTPHop(t *testing.T) {
 	if !strings.Contains(c1, "\r\nConnection: close\r\n") {
 		t.Errorf("pipelined CONNECT %q does not ask the proxy to close after a refusal", c1)
 	}
-	c2, _ := exit.handshakeBytes("dest.example:80")
+	c2, _ := exit.handshakeBytes(context.Background(), "dest.example:80")
 	answer := "HTTP/1.1 200 Connection established\r\n\r\n" + string(okReply)
 	h1.Address = strictFirstHop(t, append([]byte(c1), c2...), []byte(answer))
 	dialAndEcho(t, &Chain{Hops: []Hop{h1, exit}}, "dest.example:80")

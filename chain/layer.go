@@ -145,6 +145,8 @@ func hasUser(h Hop) bool {
 		return h.User != ""
 	case *SOCKS4:
 		return h.UserID != ""
+	case *SSH:
+		return h.Password != ""
 	}
 	return false
 }
@@ -160,7 +162,8 @@ func isLoopbackHost(addr string) bool {
 
 // Security says how the link to h is protected, for `check` and the
 // warnings at start: "pinned", "CA", "unverified" (insecure=1) or "" (a
-// plain link: the hop before it, and the network in between, read it).
+// plain link: the hop before it, and the network in between, read it),
+// and "host key" for SSH.
 func Security(h Hop) string {
 	var cfg *tls.Config
 	var pin string
@@ -169,6 +172,8 @@ func Security(h Hop) string {
 		cfg, pin = h.TLS, h.Pin
 	case *HTTPConnect:
 		cfg, pin = h.TLS, h.Pin
+	case *SSH:
+		return "host key" // no other way in: the key is always verified
 	}
 	switch {
 	case cfg == nil:

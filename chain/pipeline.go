@@ -18,7 +18,7 @@ import (
 type pipelined interface {
 	pipelines() bool
 	// handshakeBytes is everything the client sends to reach addr.
-	handshakeBytes(addr string) ([]byte, error)
+	handshakeBytes(ctx context.Context, addr string) ([]byte, error)
 	// readReplies reads and checks the replies to handshakeBytes, exactly.
 	readReplies(conn net.Conn) error
 }

@@ -35,8 +35,8 @@ func strictFirstHop(t *testing.T, want, replies []byte) string {
 }
 
 func twoHopHandshakes(hop2, dest string) []byte {
-	h1, _ := (&SOCKS5{}).handshakeBytes(hop2)
-	h2, _ := (&SOCKS5{User: "u", Password: "p"}).handshakeBytes(dest)
+	h1, _ := (&SOCKS5{}).handshakeBytes(context.Background(), hop2)
+	h2, _ := (&SOCKS5{User: "u", Password: "p"}).handshakeBytes(context.Background(), dest)
 	return append(h1, h2...)
 }
 

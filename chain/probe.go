@@ -17,8 +17,14 @@ type HopReport struct {
 	Reachable bool          `json:"reachable"`
 	Latency   time.Duration `json:"latency_ns"` // reaching it through the hops before, and its greeting
 	Auth      string        `json:"auth"`       // "ok", "refused", or "n/a" for hop types without a check
-	Encrypted string        `json:"encrypted"`  // "yes (pinned)", "yes (CA)", "yes (unverified)" or "no"
+	Encrypted string        `json:"encrypted"`  // "yes (pinned)", "yes (CA)", "yes (host key)", "yes (unverified)" or "no"
 	Err       string        `json:"error,omitempty"`
+	// SSH hops: the host key's fingerprint (verified when Auth is
+	// "ok"), the auth method the server accepted, and how long opening
+	// a channel took on the open connection.
+	HostKey     string        `json:"host_key,omitempty"`
+	AuthMethod  string        `json:"auth_method,omitempty"`
+	ChannelOpen time.Duration `json:"channel_open_ns,omitempty"`
 }
 
 // prober is a hop that can check its greeting and auth without asking
@@ -77,19 +83,27 @@ func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopRep
 	}
 	defer conn.Close()
 	r.Reachable = true
-	if p, ok := h.(prober); ok {
-		timeout := c.HandshakeTimeout
-		if timeout <= 0 {
-			timeout = DefaultHandshakeTimeout
+	if s, ok := h.(*SSH); ok {
+		if err := s.probe(ctx, conn, c.timeout(h), &r); err != nil {
+			if r.Auth != "ok" { // else auth went through, and the channel failed
+				r.Auth = "n/a"
+				if errors.Is(err, ErrHopAuth) {
+					r.Auth = "refused"
+				}
+			}
+			r.Err = err.Error()
+			c.failed(h)
+			return r
 		}
-		conn.SetDeadline(time.Now().Add(timeout))
+	} else if p, ok := h.(prober); ok {
+		conn.SetDeadline(time.Now().Add(c.timeout(h)))
 		if err := p.Probe(ctx, conn); err != nil {
 			r.Auth = "refused"
 			if !errors.Is(err, ErrHopAuth) {
 				r.Auth = "n/a"
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = fmt.Errorf("handshake timed out after %v: %w", timeout, err)
+				err = fmt.Errorf("handshake timed out after %v: %w", c.timeout(h), err)
 			}
 			r.Err = err.Error()
 			c.failed(h)

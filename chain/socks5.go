@@ -33,6 +33,11 @@ type SOCKS5 struct {
 	Pin string
 	// Timeout bounds this hop's handshake (0: the chain's).
 	Timeout time.Duration
+	// Isolate, if not IsolateNone, replaces User and Password (which must
+	// be empty) with credentials of their own per isolation key (see
+	// isolationCredentials): Tor gives each its own circuit.
+	Isolate Isolation
+	salt    []byte // keys the isolation credentials; ParseHop makes one per hop
 }
 
 // Addr returns the proxy's host:port.
@@ -56,7 +61,7 @@ func (h *SOCKS5) Connect(ctx context.Context, conn net.Conn, addr string) (net.C
 	if h.Pipeline || h.TLS != nil {
 		// Offering one method, the server can only take it or refuse, so
 		// everything can go at once; the replies are read in order.
-		b, err := h.handshakeBytes(addr)
+		b, err := h.handshakeBytes(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +77,7 @@ func (h *SOCKS5) Connect(ctx context.Context, conn net.Conn, addr string) (net.C
 	if err != nil {
 		return nil, err
 	}
-	if err := h.greet(conn); err != nil {
+	if err := h.greet(conn, h.greeting(ctx)); err != nil {
 		return nil, err
 	}
 	if _, err := conn.Write(req); err != nil {
@@ -100,7 +105,7 @@ type layered interface {
 func (h *SOCKS5) layered() bool { return h.TLS != nil }
 
 func (h *SOCKS5) connectDeferred(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
-	b, err := h.handshakeBytes(addr)
+	b, err := h.handshakeBytes(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +119,8 @@ func (h *SOCKS5) connectDeferred(ctx context.Context, conn net.Conn, addr string
 	return tc, nil
 }
 
-func (h *SOCKS5) handshakeBytes(addr string) ([]byte, error) {
-	return appendSOCKS5Addr(append(h.greeting(), 5, 1, 0), addr)
+func (h *SOCKS5) handshakeBytes(ctx context.Context, addr string) ([]byte, error) {
+	return appendSOCKS5Addr(append(h.greeting(ctx), 5, 1, 0), addr)
 }
 
 func (h *SOCKS5) readReplies(conn net.Conn) error {
@@ -164,41 +169,49 @@ func readConnectReply(conn net.Conn) error {
 // destination side.
 func (h *SOCKS5) Probe(ctx context.Context, conn net.Conn) error {
 	if h.TLS == nil {
-		return h.greet(conn)
+		return h.greet(conn, h.greeting(ctx))
 	}
 	tc, err := startLayer(ctx, conn, h.TLS)
 	if err != nil {
 		return err
 	}
-	if _, err := tc.Write(h.greeting()); err != nil {
+	if _, err := tc.Write(h.greeting(ctx)); err != nil {
 		return err
 	}
 	return h.readGreetReplies(tc)
 }
 
 // greeting is the method offer, followed by the RFC 1929 auth request
-// when the hop has a user.
-func (h *SOCKS5) greeting() []byte {
-	if h.User == "" {
+// when the hop has a user or isolates (then with the credentials of ctx's
+// isolation key).
+func (h *SOCKS5) greeting(ctx context.Context) []byte {
+	user, pass := h.User, h.Password
+	if h.Isolate != IsolateNone {
+		key, _ := isolationKey(ctx, h.Isolate)
+		user, pass = isolationCredentials(h.salt, key)
+	}
+	if user == "" {
 		return []byte{5, 1, 0}
 	}
-	b := make([]byte, 0, 6+len(h.User)+len(h.Password))
-	b = append(b, 5, 1, 2, 1, byte(len(h.User)))
-	b = append(b, h.User...)
-	b = append(b, byte(len(h.Password)))
-	return append(b, h.Password...)
+	b := make([]byte, 0, 6+len(user)+len(pass))
+	b = append(b, 5, 1, 2, 1, byte(len(user)))
+	b = append(b, user...)
+	b = append(b, byte(len(pass)))
+	return append(b, pass...)
 }
 
-// greet runs the greeting in lock step: offer, method reply, then auth.
-func (h *SOCKS5) greet(conn net.Conn) error {
-	g := h.greeting()
+// authenticates says whether the greeting carries user/password auth.
+func (h *SOCKS5) authenticates() bool { return h.User != "" || h.Isolate != IsolateNone }
+
+// greet runs the greeting g in lock step: offer, method reply, then auth.
+func (h *SOCKS5) greet(conn net.Conn, g []byte) error {
 	if _, err := conn.Write(g[:3]); err != nil {
 		return err
 	}
 	if err := h.readMethodReply(conn); err != nil {
 		return err
 	}
-	if h.User == "" {
+	if !h.authenticates() {
 		return nil
 	}
 	if _, err := conn.Write(g[3:]); err != nil {
@@ -209,7 +222,7 @@ func (h *SOCKS5) greet(conn net.Conn) error {
 
 // readGreetReplies reads the method reply and, with a user, the auth reply.
 func (h *SOCKS5) readGreetReplies(conn net.Conn) error {
-	if err := h.readMethodReply(conn); err != nil || h.User == "" {
+	if err := h.readMethodReply(conn); err != nil || !h.authenticates() {
 		return err
 	}
 	return h.readAuthReply(conn)
@@ -217,7 +230,7 @@ func (h *SOCKS5) readGreetReplies(conn net.Conn) error {
 
 func (h *SOCKS5) readMethodReply(conn net.Conn) error {
 	method := byte(0x00)
-	if h.User != "" {
+	if h.authenticates() {
 		method = 0x02
 	}
 	var b [2]byte
@@ -248,6 +261,9 @@ func (h *SOCKS5) readAuthReply(conn net.Conn) error {
 	}
 	if b[0] != 1 {
 		return fmt.Errorf("%w: version %d in auth reply", ErrProtocol, b[0])
+	}
+	if b[1] != 0 && h.Isolate != IsolateNone {
+		return fmt.Errorf("%w: isolation credentials refused (isolate= needs a hop that takes any user name, as Tor does)", ErrHopAuth)
 	}
 	if b[1] != 0 {
 		return fmt.Errorf("%w: user %q refused", ErrHopAuth, h.User)

@@ -3,7 +3,11 @@
 // it matches names as names and never resolves one to decide.
 package policy
 
-import "context"
+import (
+	"context"
+
+	"github.com/veilchain/veilchain/chain"
+)
 
 // Client is who asked for a connection: the listener it came in on and
 // the user it authenticated as (empty when the listener has no auth).
@@ -14,8 +18,10 @@ type Client struct {
 
 type clientKey struct{}
 
-// WithClient returns ctx carrying c, for the Router to match rules on.
+// WithClient returns ctx carrying c, for the Router to match rules on,
+// and for the chain's hops that isolate streams by listener or user.
 func WithClient(ctx context.Context, c Client) context.Context {
+	ctx = chain.WithOrigin(ctx, chain.Origin{Listener: c.Listener, User: c.User})
 	return context.WithValue(ctx, clientKey{}, c)
 }
 

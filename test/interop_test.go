@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/testnet"
 )
@@ -115,8 +117,29 @@ func startTinyproxy(t *testing.T, auth ...string) string {
 // startSSHDynamic runs an sshd on loopback and `ssh -D` against it: OpenSSH's
 // dynamic forwarding, a SOCKS4/4a/5 server (dante does not speak SOCKS4a).
 func startSSHDynamic(t *testing.T) string {
+	d := startSSHD(t)
+	socksPort := freePort(t)
+	startProgram(t, "127.0.0.1:"+socksPort, "ssh", "-N", "-F", "/dev/null", "-i", d.clientKey,
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+		"-D", "127.0.0.1:"+socksPort, "-p", d.port, "root@127.0.0.1")
+	return "127.0.0.1:" + socksPort
+}
+
+// sshd is an OpenSSH server on loopback with a host key and a client key
+// of its own, made for the test.
+type sshd struct {
+	addr, port string
+	hostKey    string // the host key's fingerprint, SHA256:...
+	hostPub    string // its public key file
+	clientKey  string // the private key root logs in with
+	proc       *os.Process
+	log        *testnet.LogBuffer // sshd's log (-e)
+}
+
+func startSSHD(t *testing.T) *sshd {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		testnet.SkipOrFail(t, "sshd for the SOCKS4a interop test needs root")
+		testnet.SkipOrFail(t, "sshd needs root")
 	}
 	dir := t.TempDir()
 	for _, k := range []string{"hostkey", "clientkey"} {
@@ -126,17 +149,68 @@ func startSSHDynamic(t *testing.T) string {
 	}
 	pub, _ := os.ReadFile(filepath.Join(dir, "clientkey.pub"))
 	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600)
-	sshdPort := freePort(t)
-	conf := writeFile(t, "sshd_config", fmt.Sprintf("ListenAddress 127.0.0.1:%s\nHostKey %[2]s/hostkey\nPidFile %[2]s/sshd.pid\n"+
+	hostPub, _ := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
+	key, _, _, _, err := ssh.ParseAuthorizedKey(hostPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &sshd{port: freePort(t), hostKey: ssh.FingerprintSHA256(key), hostPub: filepath.Join(dir, "hostkey.pub"),
+		clientKey: filepath.Join(dir, "clientkey"), log: &testnet.LogBuffer{}}
+	d.addr = "127.0.0.1:" + d.port
+	conf := writeFile(t, "sshd_config", fmt.Sprintf("ListenAddress %s\nHostKey %[2]s/hostkey\nPidFile %[2]s/sshd.pid\n"+
 		"AuthorizedKeysFile %[2]s/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"+
-		"KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n", sshdPort, dir))
+		"KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n", d.addr, dir))
 	os.MkdirAll("/run/sshd", 0o755)
-	startProgram(t, "127.0.0.1:"+sshdPort, "/usr/sbin/sshd", "-D", "-e", "-f", conf)
-	socksPort := freePort(t)
-	startProgram(t, "127.0.0.1:"+socksPort, "ssh", "-N", "-F", "/dev/null", "-i", filepath.Join(dir, "clientkey"),
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-		"-D", "127.0.0.1:"+socksPort, "-p", sshdPort, "root@127.0.0.1")
-	return "127.0.0.1:" + socksPort
+	cmd := exec.Command(requireProgram(t, "/usr/sbin/sshd"), "-D", "-e", "-f", conf)
+	cmd.Stdout, cmd.Stderr = d.log, d.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting sshd: %v", err)
+	}
+	d.proc = cmd.Process
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { d.killSessions(); cmd.Process.Kill(); <-exited })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", d.addr); err == nil {
+			c.Close()
+			return d
+		}
+		select {
+		case <-exited:
+			t.Fatalf("sshd exited: %s", d.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd is not listening on %s: %s", d.addr, d.log)
+		}
+	}
+}
+
+// killSessions kills, by process id, what sshd forked for its
+// connections (each in a session of its own), as a server that dies: the
+// listener stays.
+func (d *sshd) killSessions() {
+	var kill func(pid int)
+	kill = func(pid int) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for _, f := range strings.Fields(string(b)) {
+			var child int
+			fmt.Sscan(f, &child)
+			kill(child)
+			if p, err := os.FindProcess(child); err == nil {
+				p.Kill()
+			}
+		}
+	}
+	kill(d.proc.Pid)
+}
+
+// logins counts the logins sshd has logged.
+func (d *sshd) logins() int { return strings.Count(d.log.String(), "Accepted publickey") }
+
+// hopURL is an ssh:// hop to d, pinned to its host key, logging in with its client key.
+func (d *sshd) hopURL(extra string) string {
+	return "ssh://root@" + d.addr + "?hostkey=" + d.hostKey + "&identity=" + d.clientKey + extra
 }
 
 // startServe runs `veilchain serve` and returns its address.

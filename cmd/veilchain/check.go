@@ -114,6 +114,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer b.close()
 	// The DNS-leak self-test: the chains look names up on this machine
 	// through a resolver that counts what it is asked (hop names may
 	// legitimately be looked up here; destination names never).
@@ -379,6 +380,15 @@ func printReports(w io.Writer, reports []chainReport, echoed bool) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Position, h.Addr, h.Encrypted, reach, h.Auth, lat, h.Err)
 		}
 		tw.Flush()
+		for _, h := range r.Hops {
+			if h.HostKey != "" {
+				fmt.Fprintf(w, "  hop %d SSH: host key %s", h.Position, h.HostKey)
+				if h.AuthMethod != "" {
+					fmt.Fprintf(w, " verified, auth %s accepted, channel open %s", h.AuthMethod, h.ChannelOpen.Round(10*time.Microsecond))
+				}
+				fmt.Fprintln(w)
+			}
+		}
 		switch {
 		case r.Exit != "":
 			fmt.Fprintf(w, "  exit address: %s\n", r.Exit)

@@ -81,6 +81,16 @@ func (b *built) apply(ctx context.Context, r *policy.Router, users *policy.Users
 	}
 }
 
+// close lets go of what b's chains keep between dials (SSH hops'
+// connections), each once its live streams end.
+func (b *built) close() {
+	for _, d := range b.chains {
+		if c, ok := d.(*chain.Chain); ok {
+			c.Close()
+		}
+	}
+}
+
 func buildChain(cfg *configs.Config, name string, log *slog.Logger, loops *chain.LoopGuard) (chain.Dialer, error) {
 	ch := cfg.Chains[name]
 	if ch.Direct {
@@ -169,8 +179,10 @@ func buildRules(cfg *configs.Config) ([]policy.Rule, error) {
 // change to the config or a block list). It swaps chains, rules, block
 // lists and users in: new connections use them, live ones keep their
 // chain. A config that fails to load or build is logged and the running
-// one stays. Listener addresses are not changed by a reload.
-func reloader(load func() (*configs.Config, error), build func(*configs.Config) (*built, error), r *policy.Router, users *policy.Users,
+// one stays. Listener addresses are not changed by a reload. The config
+// it replaces is closed (cur is the one running at first), and the last
+// one when it stops.
+func reloader(load func() (*configs.Config, error), build func(*configs.Config) (*built, error), cur *built, r *policy.Router, users *policy.Users,
 	stopChecks context.CancelFunc, afterReload func(), log *slog.Logger) (reload func() error, stop func()) {
 	signals, stopSignals := reloadRequests(load)
 	asked := make(chan chan error)
@@ -189,6 +201,8 @@ func reloader(load func() (*configs.Config, error), build func(*configs.Config) 
 		var ctx context.Context
 		ctx, stopChecks = context.WithCancel(context.Background())
 		b.apply(ctx, r, users)
+		cur.close()
+		cur = b
 		afterReload()
 		log.Info("reload: config applied", "chains", len(b.chains), "rules", len(b.rules), "blocked", b.block.Len())
 		return nil
@@ -202,6 +216,7 @@ func reloader(load func() (*configs.Config, error), build func(*configs.Config) 
 				reply <- apply()
 			case <-done:
 				stopChecks()
+				cur.close()
 				return
 			}
 		}

@@ -129,7 +129,7 @@ func runAction(c *cli.Context) error {
 		}
 		running = cfg
 		return b, nil
-	}, router, users, stopChecks, afterReload, log)
+	}, b, router, users, stopChecks, afterReload, log)
 	defer stopReload()
 	if ctl := startControl(c, reload, log); ctl != nil {
 		servers = append(servers, *ctl)
