@@ -81,9 +81,15 @@ type Pool struct {
 // member before dialling; this is for logs).
 func (p *Pool) Addr() string { return p.Members[0].Addr() }
 
-// Connect connects through the first member; Chain picks a member itself.
-func (p *Pool) Connect(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
-	return p.Members[0].Connect(ctx, conn, addr)
+// ErrPoolUnpicked is a Pool asked to connect: a Chain picks one of its
+// members for each connection, and only a member has a handshake.
+var ErrPoolUnpicked = errors.New("a pool connects through a member a chain picks, not by itself")
+
+// Connect refuses: a Pool is a position in a chain, which puts one of its
+// members there for each connection (see Chain). Connecting through the
+// first member here would quietly skip the pool's selection and health.
+func (p *Pool) Connect(context.Context, net.Conn, string) (net.Conn, error) {
+	return nil, ErrPoolUnpicked
 }
 
 // pick chooses a member not in skip (those that failed earlier in this

@@ -1,6 +1,8 @@
 package chain
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -121,5 +123,14 @@ func TestChainModesPlan(t *testing.T) {
 	}
 	if p, _ := c.plan(map[Hop]bool{pool.Members[1]: true}); len(p) != 2 || p[1] != pool.Members[0] {
 		t.Errorf("strict plan with the live member failed in this dial: %v, want the other member tried", p)
+	}
+}
+
+// A pool has no handshake of its own: asked to connect, it refuses
+// instead of going through its first member behind the selector's back.
+func TestPoolDoesNotConnectByItself(t *testing.T) {
+	p := &Pool{Members: []Hop{&SOCKS5{Address: "a:1"}, &SOCKS5{Address: "b:1"}}}
+	if _, err := p.Connect(context.Background(), nil, "dest.example:80"); !errors.Is(err, ErrPoolUnpicked) {
+		t.Fatalf("Pool.Connect = %v, want ErrPoolUnpicked", err)
 	}
 }
