@@ -64,6 +64,7 @@ type release struct {
 	Targets []string
 	Src     string   // the module root ("": the one the working directory is in)
 	Env     []string // added to go build's environment (tests: GOCACHE)
+	Wrap    []string // runs go build under this command (tests: nice)
 	Log     io.Writer
 
 	build string    // the tree built: a clone of Src's HEAD, or Src
@@ -201,7 +202,8 @@ func (r *release) archive(target, dir, work string) (string, error) {
 	if r.vcs {
 		vcs = "-buildvcs=true" // a release says which commit it is, or fails
 	}
-	cmd := exec.Command("go", "build", "-trimpath", vcs, "-ldflags", "-s -w -X main.version="+r.Version, "-o", bin, "./cmd/veilchain")
+	args := append(slices.Clone(r.Wrap), "go", "build", "-trimpath", vcs, "-ldflags", "-s -w -X main.version="+r.Version, "-o", bin, "./cmd/veilchain")
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = r.build
 	// Only what decides the output: no inherited GOFLAGS (tags, -race),
 	// the baseline instruction sets, no cgo (a static binary).

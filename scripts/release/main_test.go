@@ -54,14 +54,21 @@ func TestReleaseIsReproducible(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "") // the commit's time, as a release without it uses
 	os.Unsetenv("SOURCE_DATE_EPOCH")
 
+	// The builds share the machine with timing-sensitive tests of other
+	// packages (test/e2e's time to first byte): one compile at a time, at
+	// the lowest priority where there is nice. Neither changes the output.
+	var wrap []string
+	if nice, err := exec.LookPath("nice"); err == nil {
+		wrap = []string{nice, "-n", "19"}
+	}
 	const version = "v0.0.0-test+repro"
 	var sums [2][]byte
 	var outs [2]string
 	for i := range sums {
 		outs[i] = t.TempDir()
-		r := &release{Version: version, Targets: []string{target}, Src: src, Log: io.Discard}
+		r := &release{Version: version, Targets: []string{target}, Src: src, Log: io.Discard, Wrap: wrap, Env: []string{"GOFLAGS=-p=1"}}
 		if i == 1 {
-			r.Env = []string{"GOCACHE=" + t.TempDir()}
+			r.Env = append(r.Env, "GOCACHE="+t.TempDir())
 		}
 		start := time.Now()
 		if err := r.run(outs[i]); err != nil {
