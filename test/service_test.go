@@ -73,6 +73,7 @@ func TestServiceFiles(t *testing.T) {
 	serve, _ := readUnit(t, "../dist/systemd/veilchain-serve.service")
 	for key, want := range map[string]string{
 		"Service.ExecStart":               binaryPath + " serve --state-dir ${STATE_DIRECTORY} $VEILCHAIN_SERVE_FLAGS",
+		"Service.ExecReload":              "/bin/kill -HUP $MAINPID",
 		"Service.StateDirectory":          "veilchain-serve",
 		"Service.DynamicUser":             "yes",
 		"Service.NoNewPrivileges":         "yes",
