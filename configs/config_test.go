@@ -2,6 +2,7 @@ package configs
 
 import (
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,78 @@ func TestValidateUsesTheChainParsers(t *testing.T) {
 				t.Fatalf("error repeats the password: %v", err)
 			}
 		})
+	}
+}
+
+// TestStarter: the config `veilchain init` writes loads; its two hops are
+// refused, by file:line, until the placeholders are replaced; replaced,
+// it is a chain of two layered hops on the default's listeners.
+func TestStarter(t *testing.T) {
+	c, err := Parse("starter.yaml", Starter())
+	if err != nil {
+		t.Fatalf("the starter does not load: %v", err)
+	}
+	d := Default()
+	if len(c.Listeners) != 1 || c.Listeners[0].Socks != d.Listeners[0].Socks || c.Listeners[0].HTTP != d.Listeners[0].HTTP ||
+		c.Listeners[0].Chain != "default" || len(c.Chains["default"].Hops) != 2 {
+		t.Fatalf("starter listeners %+v, chains %+v", c.Listeners, c.Chains)
+	}
+	err = c.Unfinished()
+	if err == nil {
+		t.Fatal("the starter's placeholder hops are not reported")
+	}
+	for _, want := range []string{
+		"starter.yaml still has placeholder hops: edit it",
+		"the URL `veilchain serve` printed",
+		"starter.yaml:30: chains.default.hops[0]: socks5s://hop1.example:9001?pin=sha256:" + Placeholder,
+		"starter.yaml:31: chains.default.hops[1]: socks5s://USER:xxxxx@exit.example:9001",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Unfinished: %q\ndoes not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "USER:PASSWORD@") {
+		t.Errorf("Unfinished shows a password: %v", err)
+	}
+	if err := d.Unfinished(); err != nil {
+		t.Errorf("the default is unfinished: %v", err)
+	}
+	filled := strings.ReplaceAll(string(Starter()), Placeholder, "0SRu79h_KmHoroLP6kwxIMvyAWhsd29pRcOYfRhzbWA")
+	c, err = Parse("filled.yaml", []byte(filled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unfinished(); err != nil {
+		t.Errorf("filled in, still unfinished: %v", err)
+	}
+	if got := c.Chains["default"].Hops[1].URL; got != "socks5s://USER:PASSWORD@exit.example:9001?pin=sha256:0SRu79h_KmHoroLP6kwxIMvyAWhsd29pRcOYfRhzbWA" {
+		t.Errorf("exit = %q", got)
+	}
+}
+
+// TestUserFile: the platform's usual place, from the variables each
+// platform takes it from.
+func TestUserFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir) // Linux, FreeBSD
+	t.Setenv("HOME", dir)            // macOS
+	t.Setenv("AppData", dir)         // Windows
+	want := filepath.Join(dir, "veilchain", "config.yaml")
+	switch runtime.GOOS {
+	case "darwin", "ios":
+		want = filepath.Join(dir, "Library", "Application Support", "veilchain", "config.yaml")
+	case "plan9":
+		want = filepath.Join(dir, "lib", "veilchain", "config.yaml")
+	}
+	if got, err := UserFile(); err != nil || got != want {
+		t.Fatalf("UserFile = %q, %v; want %s", got, err, want)
+	}
+	t.Setenv("XDG_CONFIG_HOME", "relative/dir")
+	if runtime.GOOS == "linux" || runtime.GOOS == "freebsd" {
+		// os.UserConfigDir refuses a relative XDG_CONFIG_HOME.
+		if got, err := UserFile(); err == nil {
+			t.Errorf("UserFile with a relative XDG_CONFIG_HOME = %q, want an error", got)
+		}
 	}
 }
 

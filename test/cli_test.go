@@ -62,9 +62,16 @@ type proc struct {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(veilchain(t), args...), lines: make(chan map[string]any, 100), done: make(chan struct{})}
 	// Each process its own config dir, so each serve has its own key.
-	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
+	return startIn(t, t.TempDir(), args...)
+}
+
+// startIn is start with configHome as the user's config dir
+// (XDG_CONFIG_HOME): where run looks for config.yaml without -c.
+func startIn(t *testing.T, configHome string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(veilchain(t), args...), lines: make(chan map[string]any, 100), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +263,7 @@ func TestRunRefusesWithoutHops(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 		t.Fatalf("run without hops: err = %v, want a non-zero exit\n%s", err, out)
 	}
-	for _, want := range []string{"no hops configured", "--hop socks5://", "-c FILE"} {
+	for _, want := range []string{"no hops configured", "--hop socks5s://", "-c FILE", "veilchain init"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output does not say %q:\n%s", want, out)
 		}

@@ -26,7 +26,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The binaries these tests start look for the user's config file
+	// (veilchain init's) when given no -c: never the developer's own.
+	configHome, err := os.MkdirTemp("", "veilchain-test-config-")
+	if err != nil {
+		println(err.Error())
+		exitProcess(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", configHome)
 	code := m.Run()
+	os.RemoveAll(configHome)
 	if binDir != "" {
 		removeBin()
 	}

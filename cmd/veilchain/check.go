@@ -38,7 +38,7 @@ func checkCommand() *cli.Command {
 			"through each chain. Unless a listener has a DNS front end or --dns-upstream is given, an upstream\n" +
 			"that does not answer is a warning, not a failure: the chain itself may be fine.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", DefaultText: "the user's config file, if any: see veilchain init"},
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`s of a chain to check instead (repeatable)"},
 			&cli.StringFlag{Name: "echo-url", Usage: "http(s) `URL` that answers with the caller's address"},
 			&cli.StringFlag{Name: "dns-domain", Usage: "far-side DNS test: a fresh random name under `DOMAIN` is asked for", Value: "veilchain-check.invalid"},
@@ -102,7 +102,11 @@ func (l *leakReport) String() string {
 }
 
 func checkAction(c *cli.Context) error {
-	cfg, err := loadConfig(c)
+	file, _, err := configFile(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c, file)
 	if err != nil {
 		return err
 	}

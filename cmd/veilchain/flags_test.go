@@ -44,7 +44,10 @@ func loadWith(t *testing.T, args ...string) (*configs.Config, error) {
 	var err error
 	for _, cmd := range app.Commands {
 		cmd.Action = func(c *cli.Context) error {
-			cfg, err = loadConfig(c)
+			var file string
+			if file, _, err = configFile(c); err == nil {
+				cfg, err = loadConfig(c, file)
+			}
 			return nil
 		}
 	}

@@ -44,8 +44,9 @@ func newApp() *cli.App {
 		Usage: "hide behind a chain of remote proxies",
 		Description: "run: a local SOCKS5 front end whose connections go through a chain of hops.\n" +
 			"serve: a SOCKS5 hop/exit server for such chains.\n" +
-			"demo: a whole chain on this machine, to see what a destination sees.",
-		Commands: []*cli.Command{runCommand(), serveCommand(), demoCommand(), checkCommand(), reloadCommand(), hashPasswordCommand(), versionCommand()},
+			"demo: a whole chain on this machine, to see what a destination sees.\n" +
+			"init: write a starter config where run looks for it.",
+		Commands: []*cli.Command{runCommand(), serveCommand(), initCommand(), demoCommand(), checkCommand(), reloadCommand(), hashPasswordCommand(), versionCommand()},
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"},
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -9,6 +10,19 @@ import (
 
 	"github.com/urfave/cli/v2"
 )
+
+// TestMain gives the tests a config dir of their own: without -c, run and
+// check read the user's config file, never the developer's here.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "veilchain-cmd-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // runCaptured runs the real app with args, each command's action replaced
 // by one that records the values of the named slice flag.

@@ -37,7 +37,7 @@ func build(cfg *configs.Config, log *slog.Logger, loops *chain.LoopGuard) (*buil
 	for i, l := range cfg.Listeners {
 		if _, ok := cfg.Chains[l.Chain]; !ok {
 			if len(cfg.Chains) == 0 {
-				return nil, errNoHops
+				return nil, noHops(cfg)
 			}
 			return nil, cfg.Errorf([]any{"listeners", i, "chain"}, "no chain named %q", l.Chain)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -31,7 +32,7 @@ func runCommand() *cli.Command {
 			"(any of them replaces all three: --listen alone opens only that port), --hop its chain.\n" +
 			"Example: veilchain run --socks 127.0.0.1:1080 --hop socks5://127.0.0.1:9001 --hop socks5://user:pass@127.0.0.1:9002",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/example.yaml)", DefaultText: "the user's config file if it exists (veilchain init writes one), else the embedded default"},
 			&cli.StringFlag{Name: "socks", Usage: "SOCKS5 listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:1080 or the config's"},
 			&cli.StringFlag{Name: "http", Usage: "HTTP proxy listen `ADDR` of the first listener (\"\" for none)", DefaultText: "127.0.0.1:8118 or the config's"},
 			&cli.StringFlag{Name: "listen", Usage: "mixed listen `ADDR` of the first listener: SOCKS4/4a/5 and HTTP on one port"},
@@ -49,13 +50,22 @@ func runCommand() *cli.Command {
 }
 
 func runAction(c *cli.Context) error {
-	cfg, err := loadConfig(c)
+	file, looked, err := configFile(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c, file)
 	if err != nil {
 		return err
 	}
 	log, level, err := newLevelLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
+	}
+	if file != "" {
+		log.Info("config read", "file", file)
+	} else {
+		log.Info("no config file: using the embedded default and the flags", "looked_for", looked)
 	}
 	// Chains tell the front ends which conns are their own, so that a
 	// first hop pointing back at this process is refused, not relayed.
@@ -112,7 +122,7 @@ func runAction(c *cli.Context) error {
 	// Reloads start once every front end exists (afterReload reads them).
 	warnFirstHopsDown(c.Context, b, log)
 	running := cfg
-	reload, stopReload := reloader(func() (*configs.Config, error) { return loadConfig(c) }, func(cfg *configs.Config) (*built, error) {
+	reload, stopReload := reloader(func() (*configs.Config, error) { return loadConfig(c, file) }, func(cfg *configs.Config) (*built, error) {
 		if err := refuseLoops(cfg, listening); err != nil {
 			return nil, err
 		}
@@ -221,12 +231,36 @@ func newHTTPProxy(cfg *configs.Config, d chain.Dialer, log *slog.Logger) *httppr
 	}
 }
 
-// loadConfig reads -c (or the embedded default) and applies the flags.
-func loadConfig(c *cli.Context) (*configs.Config, error) {
+// configFile is the config file run and check read: -c's, or else the
+// user's (configs.UserFile) if it exists, or else "": the embedded
+// default alone. looked is where the user's file was looked for ("" if
+// the platform has no config dir). It is decided once, at start: a
+// reload reads the same file again.
+func configFile(c *cli.Context) (file, looked string, err error) {
+	if file := c.String("config"); file != "" {
+		return file, "", nil
+	}
+	looked, err = configs.UserFile()
+	if err != nil {
+		return "", "", nil // no config dir (no $HOME): flags and the default only
+	}
+	switch _, err := os.Stat(looked); {
+	case err == nil:
+		return looked, looked, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return "", looked, nil
+	default: // there may be a config we cannot read: never run without it
+		return "", looked, err
+	}
+}
+
+// loadConfig reads file (or, if it is "", the embedded default) and
+// applies the flags.
+func loadConfig(c *cli.Context, file string) (*configs.Config, error) {
 	cfg := configs.Default()
-	if path := c.String("config"); path != "" {
+	if file != "" {
 		var err error
-		if cfg, err = configs.Load(path); err != nil {
+		if cfg, err = configs.Load(file); err != nil {
 			return nil, err
 		}
 	}
@@ -288,14 +322,26 @@ func loadConfig(c *cli.Context) (*configs.Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Unfinished(); err != nil { // the starter, not filled in yet
+		return nil, err
+	}
 	return cfg, nil
 }
 
-// errNoHops explains how to give hops; run refuses to start without them,
-// since the only alternative would be connecting directly.
-var errNoHops = errors.New("no hops configured, and veilchain never connects directly unless told to.\n" +
-	"Give the chain on the command line:  veilchain run --hop socks5://HOST:PORT [--hop socks5://USER:PASS@HOST:PORT ...]\n" +
-	"or in a config file:                  veilchain run -c FILE   (see configs/example.yaml)")
+// noHops explains how to give hops; run refuses to start without them,
+// since the only alternative would be connecting directly. It names the
+// file that was read, or where `veilchain init` writes one.
+func noHops(cfg *configs.Config) error {
+	where := "in a config file:                  veilchain run -c FILE   (see configs/example.yaml)"
+	if cfg.File() != "(embedded default)" {
+		where = "in " + cfg.File() + ": add a chain under chains: (see configs/example.yaml)"
+	} else if user, err := configs.UserFile(); err == nil {
+		where += "\nor run `veilchain init`, which writes a starter config to " + user + " for you to edit"
+	}
+	return errors.New("no hops configured, and veilchain never connects directly unless told to.\n" +
+		"Give the chain on the command line:  veilchain run --hop socks5s://HOST:PORT?pin=... [--hop ...]\n" +
+		"or " + where)
+}
 
 // needsRestart names the parts of cfg that differ from running and that
 // only a restart applies: listeners (addresses, auth, early replies, DNS
