@@ -180,8 +180,10 @@ chains:
 		slices.Sort(delays)
 		d := delays[1]
 		t.Logf("%-32s time to first byte %6.1f ms = %4.1f one-way delays (runs: %.1f)", c.name, d*unit*1000, d, delays)
-		if d < c.min || d > c.max {
-			t.Errorf("%s: %.1f delays, want %.0f to %.0f", c.name, d, c.min, c.max)
+		// Judged by the fastest run: a busy machine only adds to a run,
+		// while a round trip too many shows in every run.
+		if best := delays[0]; best < c.min || best > c.max {
+			t.Errorf("%s: %.1f delays at best, want %.0f to %.0f", c.name, best, c.min, c.max)
 		}
 	}
 	// Each request reached the destination from the exit's address only.
