@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -91,6 +92,7 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		if err == nil {
 			return conn, nil
 		}
+		c.configuredPosition(err, hops)
 		lastErr = err
 		if failed == nil || ctx.Err() != nil {
 			break // the destination failed, or the caller gave up: no other hop helps
@@ -101,6 +103,28 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		skip[failed] = true
 	}
 	return nil, lastErr
+}
+
+// configuredPosition renumbers the hop an error names from its place in
+// this dial's path (which a dynamic, random or round-robin mode draws) to
+// its place in the chain as configured, where check and the config show
+// it; a hop's address says which it is either way.
+func (c *Chain) configuredPosition(err error, path []Hop) {
+	he, ok := errors.AsType[*HopError](err)
+	if !ok || he.Index < 0 || he.Index >= len(path) {
+		return
+	}
+	h := path[he.Index]
+	for i, pos := range c.Hops {
+		if pos == h {
+			he.Index = i
+			return
+		}
+		if p, ok := pos.(*Pool); ok && slices.Contains(p.Members, h) {
+			he.Index = i
+			return
+		}
+	}
 }
 
 // dialThrough builds one connection through hops and, on failure, says

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -132,5 +133,32 @@ func TestPoolDoesNotConnectByItself(t *testing.T) {
 	p := &Pool{Members: []Hop{&SOCKS5{Address: "a:1"}, &SOCKS5{Address: "b:1"}}}
 	if _, err := p.Connect(context.Background(), nil, "dest.example:80"); !errors.Is(err, ErrPoolUnpicked) {
 		t.Fatalf("Pool.Connect = %v, want ErrPoolUnpicked", err)
+	}
+}
+
+// A dial's error names a hop by its place in the chain as configured, as
+// check does, not by its place in the path a mode drew for this dial.
+func TestErrorsNumberHopsAsConfigured(t *testing.T) {
+	// Loopback ports nothing listens on: each dial is refused at once.
+	addrs := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+	var hs []Hop
+	for _, a := range addrs {
+		hs = append(hs, &SOCKS5{Address: a})
+	}
+	seen := map[int]bool{}
+	for range 60 {
+		c := &Chain{Hops: hs, Mode: Random, Length: 1, Health: &Health{}}
+		_, err := c.DialContext(context.Background(), "tcp", "dest.example:80")
+		he, ok := errors.AsType[*HopError](err)
+		if !ok {
+			t.Fatalf("err = %v, want a HopError", err)
+		}
+		if want := slices.Index(addrs, he.Addr); he.Index != want {
+			t.Fatalf("%s is hop %d as configured; the error says hop %d: %v", he.Addr, want+1, he.Index+1, err)
+		}
+		seen[he.Index] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("only positions %v failed last in 60 random dials", seen)
 	}
 }
