@@ -148,8 +148,10 @@ func checkAction(c *cli.Context) error {
 		}
 		progress("checking chain %s: its hops, the exit, far-side DNS, a DNS-leak test (each step at most %v)...", name, timeout)
 		r := checkChain(c.Context, name, ch, cfg.Chains[name].Mode, c.String("echo-url"), far, c.String("dns-domain"), timeout)
-		progress("checking chain %s: the DNS-leak test...", name)
-		leakTest(c.Context, &r, ch, local, c.String("dns-domain"))
+		if r.OK {
+			progress("checking chain %s: the DNS-leak test...", name)
+			leakTest(c.Context, &r, ch, local, c.String("dns-domain"))
+		}
 		allOK = allOK && r.OK
 		reports = append(reports, r)
 	}
@@ -257,6 +259,11 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 		if !h.Reachable || h.Err != "" { // a hop that answers but not as it should fails too
 			r.OK = false
 		}
+	}
+	if !r.OK {
+		// The tests through the whole chain would fail on the same hop,
+		// and say so again in other words: its row says it once.
+		return r
 	}
 	if echoURL != "" {
 		tr := &http.Transport{DialContext: ch.DialContext, Proxy: nil}

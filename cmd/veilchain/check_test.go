@@ -200,3 +200,18 @@ func TestCheckTimeoutBoundsASilentHop(t *testing.T) {
 		t.Fatalf("check took %v with --timeout 300ms", took)
 	}
 }
+
+// A hop that fails is reported once, in its row: the tests through the
+// whole chain, which would fail on it again in other words, are not run.
+func TestCheckReportsAFailedHopOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	out, err := runApp("check", "--dns-upstream", "127.0.0.1:53", "--echo-url", "http://x.invalid/", "--hop", "socks5://"+dead)
+	if err == nil || strings.Count(out, "connection refused") != 1 {
+		t.Fatalf("check of a dead hop (%v), want its failure said once:\n%s", err, out)
+	}
+}
