@@ -116,11 +116,7 @@ func (c *Chain) configuredPosition(err error, path []Hop) {
 	}
 	h := path[he.Index]
 	for i, pos := range c.Hops {
-		if pos == h {
-			he.Index = i
-			return
-		}
-		if p, ok := pos.(*Pool); ok && slices.Contains(p.Members, h) {
+		if slices.Contains(membersOf(pos), h) {
 			he.Index = i
 			return
 		}
@@ -456,10 +452,7 @@ func (c *Chain) timeout(h Hop) time.Duration {
 func (c *Chain) Close() error {
 	var errs []error
 	for _, pos := range c.Hops {
-		members := []Hop{pos}
-		if p, ok := pos.(*Pool); ok {
-			members = p.Members
-		}
+		members := membersOf(pos)
 		for _, h := range members {
 			if cl, ok := h.(io.Closer); ok {
 				errs = append(errs, cl.Close())

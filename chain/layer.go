@@ -107,10 +107,7 @@ func startLayer(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn,
 func PlainLinks(hops []Hop) []string {
 	var out []string
 	for i, pos := range hops {
-		members := []Hop{pos}
-		if p, ok := pos.(*Pool); ok {
-			members = p.Members
-		}
+		members := membersOf(pos)
 		for _, h := range members {
 			what, cross := "every destination name", "crosses"
 			if i+1 < len(hops) {

@@ -92,6 +92,15 @@ func (p *Pool) Connect(context.Context, net.Conn, string) (net.Conn, error) {
 	return nil, ErrPoolUnpicked
 }
 
+// membersOf is what can stand at a position of a chain: a pool's
+// members, or the hop itself.
+func membersOf(pos Hop) []Hop {
+	if p, ok := pos.(*Pool); ok {
+		return p.Members
+	}
+	return []Hop{pos}
+}
+
 // pick chooses a member not in skip (those that failed earlier in this
 // dial): among the live ones if any, else among the others (trying a dead
 // hop beats refusing while it may have come back). It returns nil when

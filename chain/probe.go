@@ -41,10 +41,7 @@ func (c *Chain) Probe(ctx context.Context) []HopReport {
 	var reports []HopReport
 	var prefix []Hop
 	for i, pos := range c.Hops {
-		members := []Hop{pos}
-		if p, ok := pos.(*Pool); ok {
-			members = p.Members
-		}
+		members := membersOf(pos)
 		for _, m := range members {
 			reports = append(reports, c.probeOne(ctx, i, prefix, m))
 		}
@@ -120,10 +117,7 @@ func (c *Chain) probeOne(ctx context.Context, i int, prefix []Hop, h Hop) HopRep
 // pool there) as Probe does: the one a program would wait on first, and
 // the one whose address is typed by hand.
 func (c *Chain) ProbeFirst(ctx context.Context) []HopReport {
-	members := []Hop{c.Hops[0]}
-	if p, ok := c.Hops[0].(*Pool); ok {
-		members = p.Members
-	}
+	members := membersOf(c.Hops[0])
 	var reports []HopReport
 	for _, m := range members {
 		reports = append(reports, c.probeOne(ctx, 0, nil, m))
