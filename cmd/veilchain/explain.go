@@ -121,17 +121,9 @@ func explain(cfg *configs.Config, listener, user, addr string) (*explanation, er
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return nil, fmt.Errorf("%q: port %q is not 1-65535", addr, port)
 	}
-	var l *configs.Listener
-	if listener == "" {
-		l = &cfg.Listeners[0]
-	} else if i := slices.IndexFunc(cfg.Listeners, func(l configs.Listener) bool { return l.Name == listener }); i >= 0 {
-		l = &cfg.Listeners[i]
-	} else {
-		var names []string
-		for _, l := range cfg.Listeners {
-			names = append(names, l.Name)
-		}
-		return nil, fmt.Errorf("--listener: no listener named %q (the config has %s)", listener, strings.Join(names, ", "))
+	l, err := findListener(cfg, listener)
+	if err != nil {
+		return nil, err
 	}
 	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
