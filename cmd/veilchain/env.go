@@ -154,8 +154,8 @@ func writeEnv(w io.Writer, shell, listener string, auth bool, socksAddr, httpAdd
 	return nil
 }
 
-// shQuote quotes s for sh and fish: single quotes, with a quote inside
-// written as '\''. (fish reads '\'' the same way.)
+// shQuote quotes s in single quotes for sh and fish; a quote inside
+// ends the quoting, is written escaped, and quoting starts again.
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
