@@ -127,3 +127,35 @@ func TestEnvInShells(t *testing.T) {
 	}
 	b.onlyExitSeen(t, requests)
 }
+
+// TestImportedProxychainsConfigRuns: a proxychains.conf that proxychains4
+// itself uses to reach the destination through two serves (strict_chain,
+// proxy_dns, a password on the exit) is imported, and `veilchain run -c`
+// with the result takes curl to the same destination the same way.
+func TestImportedProxychainsConfigRuns(t *testing.T) {
+	curl := requireProgram(t, "curl")
+	b := newBridge(t)
+	_, hop1Port, _ := strings.Cut(b.hop1, ":")
+	_, exitPort, _ := strings.Cut(b.exit, ":")
+	conf := writeFile(t, "proxychains.conf", "strict_chain\nproxy_dns\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n"+
+		"localnet 10.0.0.0/255.0.0.0\n[ProxyList]\nsocks5 127.0.0.1 "+hop1Port+"\nsocks5 127.0.0.1 "+exitPort+" u p\n")
+	pc := requireProgram(t, "proxychains4")
+	if out, err := exec.Command(pc, "-q", "-f", conf, curl, "-sS", "--max-time", "10", b.url).CombinedOutput(); err != nil ||
+		!strings.HasPrefix(string(out), "peer 127.0.0.2:") {
+		t.Fatalf("proxychains4 with the file itself: %v\n%s", err, out)
+	}
+
+	yaml := veilchainOut(t, "import", "proxychains", conf)
+	for _, want := range []string{"mode: strict", "socks5://u:p@127.0.0.1:" + exitPort, "direct: true"} {
+		if !strings.Contains(yaml, want) {
+			t.Errorf("imported config lacks %q:\n%s", want, yaml)
+		}
+	}
+	imported := writeFile(t, "imported.yaml", yaml)
+	run := start(t, "run", "-c", imported, "--socks", "127.0.0.1:0", "--http", "", "--log-format", "json")
+	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	if out := curlGet(t, front, b.url); !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("through the imported config: %q, want the exit 127.0.0.2", out)
+	}
+	b.onlyExitSeen(t, 2)
+}
