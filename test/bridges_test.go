@@ -1,11 +1,16 @@
 package test
 
 import (
+	"bufio"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // bridge is a `veilchain run -c FILE` front end through two serves (the
@@ -35,7 +40,7 @@ func newBridge(t *testing.T) *bridge {
 // start writes the config and starts run with it.
 func (b *bridge) start(t *testing.T) {
 	t.Helper()
-	cfg := "log: {format: json}\nlisteners:\n  - {name: app, socks: " + b.socks + ", http: " + b.http + ", chain: two" + b.listenerOptions + "}\n" +
+	cfg := "log: {format: json, level: debug}\nlisteners:\n  - {name: app, socks: " + b.socks + ", http: " + b.http + ", chain: two" + b.listenerOptions + "}\n" +
 		"chains:\n  two:\n    hops: [socks5://" + b.hop1 + ", socks5://u:p@" + b.exit + "]\n" + b.extraRules
 	b.cfgFile = filepath.Join(t.TempDir(), "veilchain.yaml")
 	if err := os.WriteFile(b.cfgFile, []byte(cfg), 0o600); err != nil {
@@ -158,4 +163,124 @@ func TestImportedProxychainsConfigRuns(t *testing.T) {
 		t.Fatalf("through the imported config: %q, want the exit 127.0.0.2", out)
 	}
 	b.onlyExitSeen(t, 2)
+}
+
+// execVeilchain runs `veilchain exec ARGS` with stdin, and returns its
+// stdout, stderr and exit status.
+func execVeilchain(t *testing.T, stdin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(veilchain(t), append([]string{"exec"}, args...)...)
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		t.Fatalf("veilchain exec %q: %v", args, err)
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+// TestExec: `veilchain exec -- curl URL`, with no proxy flag, reaches a
+// name only the exit can resolve: first with front ends of its own (no
+// veilchain runs), then through the running one (whose log shows the
+// request); with --force, `curl --noproxy '*'`, which ignores the
+// variables, does too (and fails without --force). The destination sees
+// only the exit. Exit status, stdin and stdout are the program's.
+func TestExec(t *testing.T) {
+	curl := requireProgram(t, "curl")
+	b := newBridge(t)
+	b.start(t) // writes the config; stopped below for the in-process case
+	b.run.cmd.Process.Kill()
+	b.run.cmd.Wait()
+	env := noProxyEnv()
+	get := []string{"-c", b.cfgFile, "--", curl, "-sS", "--max-time", "10", b.url}
+
+	out, errOut, code := execVeilchain(t, "", env, get...)
+	if code != 0 || !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("exec with its own front ends: status %d, %q\n%s", code, out, errOut)
+	}
+
+	b.start(t)
+	out, errOut, code = execVeilchain(t, "", env, get...)
+	if code != 0 || !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("exec through the running veilchain: status %d, %q\n%s", code, out, errOut)
+	}
+	if m := b.run.waitFor(t, "forwarded"); m["dest"] != destName+":"+b.dest.port {
+		t.Errorf("the running veilchain forwarded %v", m)
+	}
+
+	noproxy := []string{"-c", b.cfgFile, "--", curl, "-sS", "--max-time", "10", "--noproxy", "*", b.url}
+	if out, _, code := execVeilchain(t, "", env, noproxy...); code == 0 {
+		t.Errorf("curl --noproxy '*' without --force reached the destination: %q", out)
+	}
+	requireProgram(t, "proxychains4")
+	out, errOut, code = execVeilchain(t, "", env, append([]string{"--force"}, noproxy...)...)
+	if code != 0 || !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("exec --force with curl --noproxy '*': status %d, %q\n%s", code, out, errOut)
+	}
+	if m := b.run.waitFor(t, "socks connection closed"); m["dest"] != destName+":"+b.dest.port {
+		t.Errorf("the running veilchain's SOCKS front end carried %v", m)
+	}
+	// --force with its own front ends, and a program honouring the
+	// variables too (they reach veilchain's ports around proxychains).
+	b.run.cmd.Process.Kill()
+	b.run.cmd.Wait()
+	out, errOut, code = execVeilchain(t, "", env, append([]string{"--force"}, get...)...)
+	if code != 0 || !strings.HasPrefix(out, "peer 127.0.0.2:") {
+		t.Fatalf("exec --force with its own front ends: status %d, %q\n%s", code, out, errOut)
+	}
+	b.onlyExitSeen(t, 4)
+
+	// The program's status, stdin and stdout.
+	if _, _, code := execVeilchain(t, "", env, "-c", b.cfgFile, "--", "sh", "-c", "exit 7"); code != 7 {
+		t.Errorf("exit status %d, want the program's 7", code)
+	}
+	if out, _, code := execVeilchain(t, "hello\n", env, "-c", b.cfgFile, "--", "cat"); code != 0 || out != "hello\n" {
+		t.Errorf("cat through exec: %q, status %d", out, code)
+	}
+	if out, _, _ := execVeilchain(t, "", env, "-c", b.cfgFile, "--", "sh", "-c", "echo $ALL_PROXY $http_proxy [$NO_PROXY]"); !strings.HasPrefix(out, "socks5h://127.0.0.1:") ||
+		!strings.Contains(out, " http://127.0.0.1:") || !strings.HasSuffix(out, " []\n") {
+		t.Errorf("the program's variables: %q", out)
+	}
+	// --force without proxychains4 fails, and says why.
+	pathEnv := append(noProxyEnv(), "PATH="+t.TempDir())
+	if _, errOut, code := execVeilchain(t, "", pathEnv, append([]string{"--force"}, get...)...); code == 0 || !strings.Contains(errOut, "proxychains4, which is not installed") {
+		t.Errorf("--force without proxychains4: status %d, %q", code, errOut)
+	}
+}
+
+// TestExecForwardsSignals: SIGTERM and SIGINT sent to `veilchain exec`
+// reach the program (which reports them and exits with its own status),
+// and veilchain exits with that status.
+func TestExecForwardsSignals(t *testing.T) {
+	b := newBridge(t)
+	b.start(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		// The loop ends on its own after about 10 s: a program the signal
+		// never reached fails the test instead of outliving it.
+		script := `trap 'echo got signal; exit 3' TERM INT; echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo no signal`
+		cmd := exec.Command(veilchain(t), "exec", "-c", b.cfgFile, "--", "sh", "-c", script)
+		cmd.Env = noProxyEnv()
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(stdout)
+		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+			t.Fatalf("%v: program said %q, %v", sig, line, err)
+		}
+		cmd.Process.Signal(sig)
+		timer := time.AfterFunc(15*time.Second, func() { cmd.Process.Kill() })
+		rest, _ := io.ReadAll(r)
+		timer.Stop()
+		cmd.Wait()
+		if string(rest) != "got signal\n" || cmd.ProcessState.ExitCode() != 3 {
+			t.Errorf("%v: program said %q, exec exited %d; want the signal reported and status 3", sig, rest, cmd.ProcessState.ExitCode())
+		}
+	}
 }
