@@ -134,7 +134,7 @@ func explain(cfg *configs.Config, listener, user, addr string) (*explanation, er
 	if user != "" {
 		if l.Auth {
 			if _, ok := cfg.Users[user]; !ok {
-				return nil, fmt.Errorf("--user: no user named %q in users:", user)
+				return nil, fmt.Errorf("--user: the config's users has no %q", user)
 			}
 			client.User, e.User = user, user
 		} else {

@@ -200,7 +200,7 @@ func TestExplainCommand(t *testing.T) {
 		{[]string{"www.example.com:0"}, "is not 1-65535"},
 		{[]string{"a:1", "b:2"}, "explain takes one HOST:PORT"},
 		{[]string{"--listener", "nope", "a:1"}, `no listener named "nope" (the config has app-a, app-b)`},
-		{[]string{"--listener", "app-b", "--user", "bob", "a:1"}, `--user: no user named "bob"`},
+		{[]string{"--listener", "app-b", "--user", "bob", "a:1"}, `--user: the config's users has no "bob"`},
 	} {
 		out, err := runApp(append([]string{"explain", "-c", file}, tt.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
