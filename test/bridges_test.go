@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,5 +283,41 @@ func TestExecForwardsSignals(t *testing.T) {
 		if string(rest) != "got signal\n" || cmd.ProcessState.ExitCode() != 3 {
 			t.Errorf("%v: program said %q, exec exited %d; want the signal reported and status 3", sig, rest, cmd.ProcessState.ExitCode())
 		}
+	}
+}
+
+// TestServedPAC: the HTTP front end serves at /proxy.pac the file `veilchain
+// pac` prints for the same config, as application/x-ns-proxy-autoconfig;
+// a reload that adds a direct rule changes what it serves.
+func TestServedPAC(t *testing.T) {
+	b := newBridge(t)
+	b.start(t)
+	get := func() (string, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + b.http + "/proxy.pac")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /proxy.pac: %s %s", resp.Status, body)
+		}
+		return string(body), resp.Header.Get("Content-Type")
+	}
+	served, ct := get()
+	printed := veilchainOut(t, "pac", "-c", b.cfgFile)
+	if served != printed || ct != "application/x-ns-proxy-autoconfig" {
+		t.Errorf("served (%s):\n%s\nprinted:\n%s", ct, served, printed)
+	}
+	if !strings.Contains(served, `"SOCKS5 `+b.socks+"; PROXY "+b.http+`"`) || strings.Contains(served, "return DIRECT_") {
+		t.Errorf("served PAC:\n%s", served)
+	}
+	data, _ := os.ReadFile(b.cfgFile)
+	os.WriteFile(b.cfgFile, append(data, "rules:\n  - {name: lan, suffixes: [.lan.example], direct: true}\n"...), 0o600)
+	b.run.cmd.Process.Signal(syscall.SIGHUP)
+	b.run.waitFor(t, "reload: config applied")
+	if served, _ := get(); !strings.Contains(served, `[".lan.example"]`) || !strings.Contains(served, "return DIRECT_;") {
+		t.Errorf("after the reload the PAC has no direct rule:\n%s", served)
 	}
 }

@@ -44,7 +44,7 @@ func newApp() *cli.App {
 		Description: "run: a local SOCKS5 front end whose connections go through a chain of hops.\n" +
 			"serve: a SOCKS5 hop/exit server for such chains.\n" +
 			"demo: a whole chain on this machine, to see what a destination sees.",
-		Commands: []*cli.Command{runCommand(), serveCommand(), demoCommand(), checkCommand(), reloadCommand(), explainCommand(), envCommand(), importCommand(), execCommand(), hashPasswordCommand(), versionCommand()},
+		Commands: []*cli.Command{runCommand(), serveCommand(), demoCommand(), checkCommand(), reloadCommand(), explainCommand(), envCommand(), importCommand(), execCommand(), pacCommand(), hashPasswordCommand(), versionCommand()},
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"},
 		},

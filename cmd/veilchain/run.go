@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 
 	"github.com/urfave/cli/v2"
 
@@ -90,7 +91,9 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), log)
+	var live atomic.Pointer[configs.Config] // the config in force, for the PAC files
+	live.Store(cfg)
+	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), live.Load, log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -111,7 +114,11 @@ func runAction(c *cli.Context) error {
 		if err := refuseLoops(cfg, listening); err != nil {
 			return nil, err
 		}
-		return build(cfg, log, loops)
+		b, err := build(cfg, log, loops)
+		if err == nil {
+			live.Store(cfg)
+		}
+		return b, err
 	}, router, users, stopChecks, afterReload, log)
 	defer stopReload()
 	if ctl := startControl(c, reload, log); ctl != nil {
@@ -122,9 +129,13 @@ func runAction(c *cli.Context) error {
 
 // startFrontEnds listens on every listener's addresses and builds its
 // front ends, all dialling through dialer. On error it returns what it
-// had started, for the caller to close.
+// had started, for the caller to close. The HTTP front ends serve a PAC
+// file made from current() (nil: cfg).
 func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, allowOpen bool,
-	log *slog.Logger) ([]server, error) {
+	current func() *configs.Config, log *slog.Logger) ([]server, error) {
+	if current == nil {
+		current = func() *configs.Config { return cfg }
+	}
 	var servers []server
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
@@ -135,6 +146,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		if l.Auth {
 			auth = users
 		}
+		var pacSocks, pacHTTP string // this listener's bound addresses, for its PAC
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
 				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops}
@@ -148,6 +160,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			h.Listener = l.Name
 			h.EarlyReply = l.EarlyReply
 			h.LoopGuard = loops
+			h.PAC = pacServer(current, l.Name, &pacSocks, &pacHTTP)
 			if auth != nil {
 				h.Auth = auth
 			}
@@ -171,6 +184,12 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			ln, err := net.Listen("tcp", fe.addr)
 			if err != nil {
 				return servers, fmt.Errorf("listener %q: %w", l.Name, err)
+			}
+			if fe.socks != nil && pacSocks == "" {
+				pacSocks = ln.Addr().String()
+			}
+			if fe.http != nil && pacHTTP == "" {
+				pacHTTP = ln.Addr().String()
 			}
 			switch {
 			case fe.socks != nil && fe.http != nil:
