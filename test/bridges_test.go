@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -52,11 +53,12 @@ func (b *bridge) start(t *testing.T) {
 	b.run.waitFor(t, "HTTP proxy front end listening")
 }
 
-// onlyExitSeen fails unless the destination saw want requests, all from the exit.
+// onlyExitSeen fails unless the destination saw want requests (at least
+// one), all from the exit.
 func (b *bridge) onlyExitSeen(t *testing.T, want int) {
 	t.Helper()
 	peers := b.dest.seenPeers()
-	if len(peers) != want {
+	if len(peers) != want || want == 0 {
 		t.Errorf("destination saw %d requests (%q), want %d", len(peers), peers, want)
 	}
 	for _, p := range peers {
@@ -319,5 +321,47 @@ func TestServedPAC(t *testing.T) {
 	b.run.waitFor(t, "reload: config applied")
 	if served, _ := get(); !strings.Contains(served, `[".lan.example"]`) || !strings.Contains(served, "return DIRECT_;") {
 		t.Errorf("after the reload the PAC has no direct rule:\n%s", served)
+	}
+}
+
+// TestChromiumPAC: headless Chromium given only --proxy-pac-url pointing
+// at the served PAC reaches a name only the exit can resolve, through the
+// chain (the destination sees the exit); a destination a rule blocks is
+// refused by the proxy, which logs the rule, and sees no connection.
+func TestChromiumPAC(t *testing.T) {
+	chromium := requireProgram(t, "chromium")
+	b := newBridge(t)
+	blocked := newDestination(t)
+	b.extraRules = "rules:\n  - {name: no-second, domains: [" + destName + "], ports: [" + blocked.port + "], block: true}\n"
+	b.start(t)
+	browse := func(url string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+			"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir="+t.TempDir(),
+			"--proxy-pac-url=http://"+b.http+"/proxy.pac", "--dump-dom", url)
+		cmd.Env = noProxyEnv()
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if ctx.Err() != nil {
+			t.Fatalf("chromium did not finish: %v\n%s", err, stderr.String())
+		}
+		return string(out)
+	}
+	if out := browse(b.url); !strings.Contains(out, "peer 127.0.0.2:") {
+		t.Fatalf("chromium with the PAC got:\n%s", out)
+	}
+	b.onlyExitSeen(t, len(b.dest.seenPeers())) // the page, and perhaps /favicon.ico
+	blockedURL := "http://" + destName + ":" + blocked.port + "/"
+	if out := browse(blockedURL); strings.Contains(out, "peer ") {
+		t.Errorf("a blocked destination answered chromium:\n%s", out)
+	}
+	if m := b.run.waitFor(t, "refused by policy"); !strings.Contains(m["reason"].(string), `"no-second"`) {
+		t.Errorf("refusal logged as %v", m)
+	}
+	if n := blocked.accepted.Load(); n != 0 {
+		t.Errorf("the blocked destination saw %d connections", n)
 	}
 }
