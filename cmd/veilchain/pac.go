@@ -123,9 +123,13 @@ func makePAC(cfg *configs.Config, listener, socksAddr, httpAddr string) ([]byte,
 	p("}")
 	p("function decide(url, host) {")
 	p("  var h = host.toLowerCase();")
+	p("  // Rules hold names in punycode: a name in other letters is left to the proxies.")
+	p("  if (/[^\\x00-\\x7f]/.test(h)) return PROXIES;")
 	p("  if (h.charAt(0) == \"[\") h = h.slice(1, -1);")
-	p("  if (h.charAt(h.length - 1) == \".\") h = h.slice(0, -1);")
-	p("  var ip = parseIP(h);")
+	p("  // As policy reads a destination: a final dot makes a name, never an address.")
+	p("  var dotted = h.charAt(h.length - 1) == \".\";")
+	p("  if (dotted) h = h.slice(0, -1);")
+	p("  var ip = dotted ? null : parseIP(h);")
 	p("  var port = portOf(url);")
 	hasDirect := slices.ContainsFunc(rules, func(r policy.Rule) bool { return r.Action.Direct && len(r.Users) == 0 })
 	if hasDirect && len(cfg.BlockLists) > 0 {
@@ -354,9 +358,8 @@ const pacHelpers = `function parseIP4(s) {
   return b;
 }
 function parseIP6(s) {
-  var pct = s.indexOf("%");
-  if (pct >= 0) s = s.slice(0, pct);
   if (s.indexOf(":") < 0) return null;
+  if (s.indexOf("%") >= 0) return []; // with a zone: an address no range holds, as in policy
   var m = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
   if (m) {
     var v4 = parseIP4(m[2]);

@@ -150,7 +150,7 @@ func TestPACAgreesWithPolicy(t *testing.T) {
 		"blocked.lan.example", "a.blocked.lan.example", "tracker.lan.example", "notlan.example", "box.local", "BOX.Local.",
 		"printer-1.home", "printer-12.home", "host1.example", "x.alice.example", "x.b-direct.example", "a.web.example",
 		"10.1.2.3", "10.9.1.1", "11.0.0.1", "198.18.0.5", "198.19.255.255", "198.20.0.1", "198.17.0.1",
-		"::ffff:10.1.2.3", "fd00::1", "fd00:7665:696c::5", "fd01::1", "2001:db8::1", "2001:db9::1", "[2001:db8::2]", "::1", "0.0.0.0", "lan.example."} {
+		"::ffff:10.1.2.3", "10.1.2.3.", "fd00::1%eth0", "fd00::1", "fd00:7665:696c::5", "fd01::1", "2001:db8::1", "2001:db9::1", "[2001:db8::2]", "::1", "0.0.0.0", "lan.example."} {
 		add("http://"+h+"/", h, "")
 		add("https://"+h+":8443/", h, "")
 	}
@@ -162,6 +162,7 @@ func TestPACAgreesWithPolicy(t *testing.T) {
 	add("http://198.18.0.5/", "198.18.0.5", "PROXIES") // a fake address: the proxy knows its name
 	add("http://host1.example/", "host1.example", "PROXIES")
 	add("http://x.alice.example/", "x.alice.example", "PROXIES")
+	add("http://bücher.lan.example/", "bücher.lan.example", "PROXIES") // not punycode: left to the proxies, which go direct
 
 	script := string(pac) + `
 var qs = JSON.parse(require("fs").readFileSync(0, "utf8"));
@@ -192,7 +193,7 @@ console.log(JSON.stringify(qs.map(function (q) { return FindProxyForURL(q.URL, q
 	fake6 := netip.MustParsePrefix("fd00:7665:696c::/48")
 	for i, q := range qs {
 		got := answers[i]
-		host := strings.Trim(strings.TrimSuffix(strings.ToLower(q.Host), "."), "[]")
+		host := strings.Trim(q.Host, "[]") // as a front end gets it: policy canonicalizes
 		port := "80"
 		switch {
 		case strings.HasPrefix(q.URL, "https://") && strings.Contains(q.URL, ":8443"):
