@@ -223,17 +223,18 @@ func TestImportProxychainsCommand(t *testing.T) {
 	if out, err := runApp("import", "proxychains"); err != nil || !strings.Contains(out, "192.0.2.8") {
 		t.Errorf("$PROXYCHAINS_CONF_FILE comes first: %v\n%s", err, out)
 	}
+	// Then ~/.proxychains/proxychains.conf, before the ones in /etc.
+	t.Setenv("PROXYCHAINS_CONF_FILE", "")
 	os.Remove(local)
-	os.Remove(named)
-	if _, err := runApp("import", "proxychains"); err == nil && !fileExists("/etc/proxychains4.conf") && !fileExists("/etc/proxychains.conf") {
-		t.Error("no config anywhere, and no error")
+	os.MkdirAll(filepath.Join(dir, ".proxychains"), 0o700)
+	os.WriteFile(filepath.Join(dir, ".proxychains", "proxychains.conf"), []byte("[ProxyList]\nsocks5 192.0.2.9 1080\n"), 0o600)
+	if out, err := runApp("import", "proxychains"); err != nil || !strings.Contains(out, "192.0.2.9") {
+		t.Errorf("~/.proxychains/proxychains.conf comes before /etc: %v\n%s", err, out)
 	}
 	if _, err := runApp("import", "proxychains", "a", "b"); err == nil {
 		t.Error("two files accepted")
 	}
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // FuzzImportProxychains: any file is imported or refused with an error
 // naming it, and never panics; an import always loads as a veilchain
