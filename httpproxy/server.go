@@ -77,6 +77,10 @@ type Server struct {
 	// LoopGuard, if set, is asked of every client once its first request
 	// is read: a conn of this process's own chain is refused, not relayed.
 	LoopGuard *chain.LoopGuard
+	// PAC, if set, is served (application/x-ns-proxy-autoconfig) for a
+	// GET of /proxy.pac in origin form, a request to the proxy itself;
+	// every other such request still gets 400.
+	PAC func() []byte
 
 	group      conns.Group
 	transports struct {
@@ -247,6 +251,9 @@ func (c *clientConn) serveOne(ctx context.Context, first bool) bool {
 	switch {
 	case req.Method == http.MethodConnect:
 		c.serveConnect(ctx, req)
+		return false
+	case req.URL.Host == "" && s.PAC != nil && req.Method == http.MethodGet && req.URL.Path == "/proxy.pac":
+		c.servePAC(s.PAC())
 		return false
 	case req.URL.Host == "":
 		c.writeError(&statusError{http.StatusBadRequest,
@@ -518,6 +525,16 @@ func (c *clientConn) writeError(err error, closeConn bool, extra http.Header) {
 	io.WriteString(c.bw, "\r\n")
 	io.WriteString(c.bw, body)
 	if c.bw.Flush() == nil && closeConn {
+		c.lingerClose()
+	}
+}
+
+// servePAC answers a GET /proxy.pac with pac, and closes.
+func (c *clientConn) servePAC(pac []byte) {
+	fmt.Fprintf(c.bw, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\nContent-Length: %d\r\n"+
+		"Cache-Control: no-store\r\nConnection: close\r\n\r\n", len(pac))
+	c.bw.Write(pac)
+	if c.bw.Flush() == nil {
 		c.lingerClose()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -103,7 +104,9 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), log)
+	var live atomic.Pointer[configs.Config] // the config in force, for the PAC files
+	live.Store(cfg)
+	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), live.Load, log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -138,6 +141,7 @@ func runAction(c *cli.Context) error {
 			return nil, err
 		}
 		running = cfg
+		live.Store(cfg)
 		return b, nil
 	}, b, router, users, stopChecks, afterReload, log)
 	defer stopReload()
@@ -149,9 +153,13 @@ func runAction(c *cli.Context) error {
 
 // startFrontEnds listens on every listener's addresses and builds its
 // front ends, all dialling through dialer. On error it returns what it
-// had started, for the caller to close.
+// had started, for the caller to close. The HTTP front ends serve a PAC
+// file made from current() (nil: cfg).
 func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, allowOpen bool,
-	log *slog.Logger) ([]server, error) {
+	current func() *configs.Config, log *slog.Logger) ([]server, error) {
+	if current == nil {
+		current = func() *configs.Config { return cfg }
+	}
 	var servers []server
 	for _, l := range cfg.Listeners {
 		llog := log.With("listener", l.Name)
@@ -162,6 +170,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		if l.Auth {
 			auth = users
 		}
+		var pacSocks, pacHTTP string // this listener's bound addresses, for its PAC
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
 				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops}
@@ -175,6 +184,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			h.Listener = l.Name
 			h.EarlyReply = l.EarlyReply
 			h.LoopGuard = loops
+			h.PAC = pacServer(current, l.Name, &pacSocks, &pacHTTP)
 			if auth != nil {
 				h.Auth = auth
 			}
@@ -198,6 +208,12 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			ln, err := net.Listen("tcp", fe.addr)
 			if err != nil {
 				return servers, fmt.Errorf("listener %q: %w", l.Name, err)
+			}
+			if fe.socks != nil && pacSocks == "" {
+				pacSocks = ln.Addr().String()
+			}
+			if fe.http != nil && pacHTTP == "" {
+				pacHTTP = ln.Addr().String()
 			}
 			switch {
 			case fe.socks != nil && fe.http != nil:
@@ -252,6 +268,16 @@ func configFile(c *cli.Context) (file, looked string, err error) {
 	default: // there may be a config we cannot read: never run without it
 		return "", looked, err
 	}
+}
+
+// loadUserConfig is loadConfig of the file configFile finds: the one run
+// would read.
+func loadUserConfig(c *cli.Context) (*configs.Config, error) {
+	file, _, err := configFile(c)
+	if err != nil {
+		return nil, err
+	}
+	return loadConfig(c, file)
 }
 
 // loadConfig reads file (or, if it is "", the embedded default) and
