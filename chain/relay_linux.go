@@ -131,6 +131,7 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 				n += m
 			}
 			total += n
+			r.count(dir, n)
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				src.SetReadDeadline(time.Time{})
 				r.end(dir, dst, total, err)
