@@ -19,6 +19,7 @@ import (
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/internal/stats"
 	"github.com/veilchain/veilchain/policy"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
@@ -75,6 +76,10 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	router, users := &policy.Router{}, &policy.Users{Logger: log}
+	// What the front ends record, for the control endpoint, the status
+	// page and the metrics.
+	reg := &stats.Registry{Chains: router.ChainsNow}
+	reg.Started()
 	checks, stopChecks := context.WithCancel(context.Background())
 	defer stopChecks() // on an early return; the reload loop stops the later ones
 	b.apply(checks, router, users)
@@ -103,7 +108,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), log)
+	servers, err = startFrontEnds(cfg, dialer, users, loops, reg, c.Bool("allow-open"), log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -141,7 +146,7 @@ func runAction(c *cli.Context) error {
 		return b, nil
 	}, b, router, users, stopChecks, afterReload, log)
 	defer stopReload()
-	if ctl := startControl(c, reload, log); ctl != nil {
+	if ctl := startControl(c, reload, reg, log); ctl != nil {
 		servers = append(servers, *ctl)
 	}
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
@@ -150,7 +155,7 @@ func runAction(c *cli.Context) error {
 // startFrontEnds listens on every listener's addresses and builds its
 // front ends, all dialling through dialer. On error it returns what it
 // had started, for the caller to close.
-func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, allowOpen bool,
+func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, reg *stats.Registry, allowOpen bool,
 	log *slog.Logger) ([]server, error) {
 	var servers []server
 	for _, l := range cfg.Listeners {
@@ -164,7 +169,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		}
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
-				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops}
+				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops, Stats: reg}
 			if auth != nil {
 				s.Auth = auth
 			}
@@ -175,6 +180,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			h.Listener = l.Name
 			h.EarlyReply = l.EarlyReply
 			h.LoopGuard = loops
+			h.Stats = reg
 			if auth != nil {
 				h.Auth = auth
 			}
