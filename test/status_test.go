@@ -1,0 +1,136 @@
+package test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/veilchain/veilchain/internal/stats"
+)
+
+// statusRun is a `veilchain run` through two serve processes, with a
+// health check every second and a control socket of its own.
+type statusRun struct {
+	run         *proc
+	front       string
+	control     string
+	hop1, exit  string
+	hopProcs    []*proc
+	dest        *destination
+	destination string // as the client asked for it: the name, which only the exit resolves
+}
+
+func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
+	t.Helper()
+	s := &statusRun{dest: newDestination(t)}
+	s.hop1, s.exit, s.hopProcs = startServeProcs(t)
+	s.destination = net.JoinHostPort(destName, s.dest.port)
+	file := filepath.Join(t.TempDir(), "status.yaml")
+	cfg := fmt.Sprintf("log: {format: json}\nlisteners:\n  - {name: main, socks: 127.0.0.1:0, chain: work}\n"+
+		"chains:\n  work: {health_check: 1s, hops: [socks5://%s, socks5://u:p@%s]}\n", s.hop1, s.exit)
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.control = filepath.Join(t.TempDir(), "control.sock")
+	s.run = start(t, append([]string{"run", "-c", file, "--control", s.control}, extraArgs...)...)
+	s.front = s.run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	s.run.waitFor(t, "control socket")
+	return s
+}
+
+// liveConnection opens a connection through the chain and makes one
+// request on it, so the relay runs; it stays open until the test ends.
+func (s *statusRun) liveConnection(t *testing.T) {
+	t.Helper()
+	c := dialSOCKS(t, s.front, s.destination)
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", destName)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+func (s *statusRun) status(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(veilchain(t), append([]string{"status", "--control", s.control}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("veilchain status %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestStatusShowsChainAndLiveConnection: `veilchain status --json` and its
+// table show the chain's hops with their health, and a live connection
+// with the hops it took and its destination; the destination is nowhere
+// in the run's info-level log. A killed hop shows as down once a health
+// check has found it dead.
+func TestStatusShowsChainAndLiveConnection(t *testing.T) {
+	s := startStatusRun(t)
+	s.liveConnection(t)
+
+	var st stats.Status
+	if err := json.Unmarshal([]byte(s.status(t, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != stats.Version || len(st.Chains) != 1 || len(st.Chains[0].Hops) != 2 {
+		t.Fatalf("status: %+v", st)
+	}
+	for i, want := range []string{s.hop1, s.exit} {
+		m := st.Chains[0].Hops[i].Members[0]
+		if m.Addr != want || m.Health != "up" || m.LatencyMS <= 0 {
+			t.Errorf("hop %d: %+v, want %s up with a latency", i+1, m, want)
+		}
+	}
+	if len(st.Connections) != 1 {
+		t.Fatalf("connections: %+v", st.Connections)
+	}
+	c := st.Connections[0]
+	if c.Listener != "main" || c.Chain != "work" || c.Dest != s.destination || strings.Join(c.Hops, ",") != s.hop1+","+s.exit ||
+		c.BytesUp == 0 || c.BytesDown == 0 {
+		t.Errorf("live connection: %+v", c)
+	}
+	if l := st.Listeners[0]; l.Name != "main" || l.Open != 1 || l.Total != 1 {
+		t.Errorf("listener: %+v", l)
+	}
+
+	table := s.status(t)
+	for _, want := range []string{
+		"chain work (strict)",
+		fmt.Sprintf("you -> %s (up, ", s.hop1),
+		fmt.Sprintf("-> exit %s (up, ", s.exit),
+		"ID  LISTENER  USER  CHAIN  HOPS",
+		s.destination,
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("status table lacks %q:\n%s", want, table)
+		}
+	}
+
+	s.hopProcs[0].cmd.Process.Kill()
+	s.run.waitFor(t, "hop dead") // the next health check (1s) finds it
+	if err := json.Unmarshal([]byte(s.status(t, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if m := st.Chains[0].Hops[0].Members[0]; m.Health != "down" {
+		t.Errorf("killed hop 1: %+v, want down", m)
+	}
+	if strings.Contains(s.run.stderr(), destName) {
+		t.Errorf("the destination is in the run's info-level log:\n%s", s.run.stderr())
+	}
+}
+
+func TestStatusWithNothingRunning(t *testing.T) {
+	control := filepath.Join(t.TempDir(), "control.sock")
+	out, err := exec.Command(veilchain(t), "status", "--control", control).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no veilchain is running here") {
+		t.Fatalf("status with nothing running: %v\n%s", err, out)
+	}
+}
