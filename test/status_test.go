@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,6 +27,7 @@ type statusRun struct {
 	hopProcs    []*proc
 	dest        *destination
 	destination string // as the client asked for it: the name, which only the exit resolves
+	page        string // the status page's address, with --status
 }
 
 func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
@@ -42,6 +45,9 @@ func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
 	s.run = start(t, append([]string{"run", "-c", file, "--control", s.control}, extraArgs...)...)
 	s.front = s.run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
 	s.run.waitFor(t, "control socket")
+	if slices.Contains(extraArgs, "--status") {
+		s.page = s.run.waitFor(t, "status page and metrics listening")["addr"].(string)
+	}
 	return s
 }
 
@@ -124,6 +130,46 @@ func TestStatusShowsChainAndLiveConnection(t *testing.T) {
 	}
 	if strings.Contains(s.run.stderr(), destName) {
 		t.Errorf("the destination is in the run's info-level log:\n%s", s.run.stderr())
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
+	}
+	return string(b)
+}
+
+// TestStatusPageAndMetrics: a run with --status serves the page, which
+// lists the hops and the live connection with its destination, and the
+// metrics, which count the connection and never name its destination.
+func TestStatusPageAndMetrics(t *testing.T) {
+	s := startStatusRun(t, "--status", "127.0.0.1:0")
+	s.liveConnection(t)
+	metrics := httpGet(t, "http://"+s.page+"/metrics")
+	if !strings.Contains(metrics, `veilchain_chain_connections_open{chain="work"} 1`) ||
+		!strings.Contains(metrics, `veilchain_hop_handshake_seconds_count{chain="work",position="2"}`) {
+		t.Errorf("metrics lack the live connection:\n%s", metrics)
+	}
+	if strings.Contains(metrics, destName) {
+		t.Errorf("the destination is in the metrics:\n%s", metrics)
+	}
+}
+
+// TestStatusAddressStaysOnLoopback: a status address others can reach
+// needs --allow-open, as the front ends do.
+func TestStatusAddressStaysOnLoopback(t *testing.T) {
+	out, err := exec.Command(veilchain(t), "run", "--socks", "127.0.0.1:0", "--http", "", "--hop", "socks5://127.0.0.1:1",
+		"--status", "0.0.0.0:0", "--control", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "status: 0.0.0.0:0 is not a loopback address") {
+		t.Fatalf("run --status 0.0.0.0:0: %v\n%s", err, out)
 	}
 }
 

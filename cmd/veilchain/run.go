@@ -20,6 +20,7 @@ import (
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
 	"github.com/veilchain/veilchain/internal/stats"
+	"github.com/veilchain/veilchain/internal/statuspage"
 	"github.com/veilchain/veilchain/policy"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
@@ -41,6 +42,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5s://[user@]host:port?pin=... (argv is visible to other users in ps: give a password with ?password-env=NAME or ?password-file=FILE, or in a config file)"},
 			&cli.BoolFlag{Name: "early-reply", Usage: "answer SOCKS and CONNECT clients of the first listener as soon as the chain's handshakes are sent (needs a ?pipeline=1 exit; a failure then closes instead of answering an error code)"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
+			&cli.StringFlag{Name: "status", Usage: "serve the status page and Prometheus metrics (/metrics) on loopback `ADDR`, e.g. 127.0.0.1:9080 (\"\" for none)", DefaultText: "none, or the config's status:"},
 			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH`, for `veilchain reload` (\"\" for none)", DefaultText: controlPathText()},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", DefaultText: "info or the config's"},
@@ -149,6 +151,13 @@ func runAction(c *cli.Context) error {
 	if ctl := startControl(c, reload, reg, log); ctl != nil {
 		servers = append(servers, *ctl)
 	}
+	page, err := startStatus(cfg.Status, reg, c.Bool("allow-open"), log)
+	if err != nil {
+		return err
+	}
+	if page != nil {
+		servers = append(servers, *page)
+	}
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
 }
 
@@ -218,6 +227,25 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		}
 	}
 	return servers, nil
+}
+
+// startStatus listens for the status page and metrics on addr ("" for
+// none). Like the front ends, it stays on loopback unless told otherwise:
+// the page shows destinations.
+func startStatus(addr string, reg *stats.Registry, allowOpen bool, log *slog.Logger) (*server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if !isLoopback(addr) && !allowOpen {
+		return nil, fmt.Errorf("status: %s is not a loopback address; the status page shows your destinations to anyone who reaches it. "+
+			"Listen on 127.0.0.1, or give --allow-open", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	log.Info("status page and metrics listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/")
+	return &server{&statuspage.Server{Stats: reg, PID: os.Getpid()}, ln}, nil
 }
 
 // newHTTPProxy builds an HTTP front end from the config.
@@ -309,6 +337,10 @@ func loadConfig(c *cli.Context, file string) (*configs.Config, error) {
 		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: specs}
 		cfg.SetByFlag("--hop", "chains", cfg.Listeners[0].Chain)
 	}
+	if c.IsSet("status") {
+		cfg.Status = c.String("status")
+		cfg.SetByFlag("--status", "status")
+	}
 	if c.IsSet("handshake-timeout") {
 		if cfg.Timeouts.Handshake = c.Duration("handshake-timeout"); cfg.Timeouts.Handshake <= 0 {
 			return nil, fmt.Errorf("--handshake-timeout must be positive")
@@ -365,6 +397,7 @@ func needsRestart(running, cfg *configs.Config) []string {
 		{"http_proxy", running.HTTPProxy, cfg.HTTPProxy},
 		{"dns", running.DNS, cfg.DNS},
 		{"log.format", running.Log.Format, cfg.Log.Format},
+		{"status", running.Status, cfg.Status},
 	} {
 		if !reflect.DeepEqual(f.a, f.b) {
 			out = append(out, f.name)

@@ -252,7 +252,7 @@ func (d *Dial) Connected() *Conn {
 	for i, k := range c.keys {
 		k.open.Add(1)
 		k.total.Add(1)
-		if i == 1 { // the chain's: the whole dial
+		if i < 2 { // the listener's and the chain's: the whole dial
 			k.latency.Observe(took)
 		}
 	}
