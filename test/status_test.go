@@ -153,6 +153,12 @@ func httpGet(t *testing.T, url string) string {
 func TestStatusPageAndMetrics(t *testing.T) {
 	s := startStatusRun(t, "--status", "127.0.0.1:0")
 	s.liveConnection(t)
+	page := httpGet(t, "http://"+s.page+"/")
+	for _, want := range []string{"<b>" + s.hop1 + "</b>", "<b>" + s.exit + "</b>", "<td>" + s.destination + "</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q:\n%s", want, page)
+		}
+	}
 	metrics := httpGet(t, "http://"+s.page+"/metrics")
 	if !strings.Contains(metrics, `veilchain_chain_connections_open{chain="work"} 1`) ||
 		!strings.Contains(metrics, `veilchain_hop_handshake_seconds_count{chain="work",position="2"}`) {

@@ -34,6 +34,7 @@ func (s *Server) Handler(addr string) http.Handler {
 	metrics.MustRegister(s.Stats.Collector())
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", s.page)
 	return guard(addr, mux)
 }
 

@@ -90,7 +90,7 @@ func TestRefusesOtherHostsAndOrigins(t *testing.T) {
 		{"null origin", map[string]string{"Origin": "null"}, 403},
 		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
 	} {
-		for _, path := range []string{"/metrics"} {
+		for _, path := range []string{"/", "/metrics"} {
 			t.Run(tc.name+path, func(t *testing.T) {
 				w := get(t, h, path, tc.header)
 				if w.Code != tc.want {
@@ -101,6 +101,36 @@ func TestRefusesOtherHostsAndOrigins(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestPage: a strict CSP with a nonce its one style sheet carries, no
+// script, a meta refresh, the chain's hops coloured by health with
+// their latency, and the live connection with its destination.
+func TestPage(t *testing.T) {
+	w := get(t, (&Server{Stats: registry(t), PID: 42}).Handler(addr), "/", nil)
+	csp := w.Header().Get("Content-Security-Policy")
+	if !strings.HasPrefix(csp, "default-src 'none'; style-src 'nonce-") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP %q", csp)
+	}
+	nonce := strings.TrimPrefix(strings.Fields(csp)[3], "'nonce-")
+	nonce = strings.TrimSuffix(nonce, "';")
+	body := w.Body.String()
+	for _, want := range []string{
+		`<style nonce="` + nonce + `">`,
+		`<meta http-equiv="refresh" content="2">`,
+		`<div class="box up" title="up">hop 1 <b>10.0.0.1:1080</b><small>up, 3.0 ms</small>`,
+		`<div class="box up" title="up">exit <b>10.0.0.2:1080</b><small>up, 9.0 ms</small>`,
+		`<div class="box down" title="down">exit <b>10.0.0.3:1080</b>`,
+		`<td>10.0.0.1:1080 → 10.0.0.2:1080</td><td>` + dest + `</td><td class="n">1.2 KiB</td><td class="n">55.5 KiB</td>`,
+		"last error: hop 2 (10.0.0.3:1080)",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "<script") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Errorf("page has a script or a link to fetch:\n%s", body)
 	}
 }
 
