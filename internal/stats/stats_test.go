@@ -134,3 +134,16 @@ func TestNilRegistryRecordsNothing(t *testing.T) {
 		t.Fatal("a nil registry changed something")
 	}
 }
+
+// TestDirectRuleShowsAsDirect: connections a direct rule carries count
+// under "direct", shown as a direct chain, with no hops.
+func TestDirectRuleShowsAsDirect(t *testing.T) {
+	reg := &Registry{}
+	ctx, d := reg.Dial(context.Background(), "main", "", "x.example:80")
+	chain.TellChain(ctx, "direct")
+	d.Connected().Closed(1, 2)
+	st := reg.Status()
+	if len(st.Chains) != 1 || st.Chains[0].Name != "direct" || !st.Chains[0].Direct || st.Chains[0].Total != 1 {
+		t.Fatalf("chains: %+v", st.Chains)
+	}
+}

@@ -182,6 +182,9 @@ func (r *Registry) Status() *Status {
 				cs.Hops = append(cs.Hops, hs)
 			}
 		case nil:
+			// Gone in a reload, or "direct": what a rule with direct:
+			// true tells (policy.Router), which is no chain of the config.
+			cs.Direct = name == "direct"
 		default:
 			cs.Direct = true
 		}
