@@ -81,6 +81,7 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		}
 	}
 	ctx = withDestination(ctx, addr)
+	tr := TraceFrom(ctx)
 	skip := map[Hop]bool{}
 	var lastErr error
 	for range attempts {
@@ -90,6 +91,7 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		}
 		conn, failed, err := c.dialThrough(ctx, hops, addr)
 		if err == nil {
+			tr.path(hops)
 			return conn, nil
 		}
 		c.configuredPosition(err, hops)
@@ -146,6 +148,7 @@ func (c *Chain) dialPath(ctx context.Context, hops []Hop, n int, addr string) (n
 		return addr
 	}
 	optimistic := isOptimistic(ctx) && n == len(hops)
+	tr := TraceFrom(ctx) // late replies are read under a context of their own
 	start := time.Now()
 	var conn net.Conn
 	untrack := func() {} // see LoopGuard: only a conn we dial to a first hop is tracked
@@ -218,7 +221,7 @@ func (c *Chain) dialPath(ctx context.Context, hops []Hop, n int, addr string) (n
 					late.failed, late.err = c.failure(rctx, hops, k, err)
 					return late.err
 				}
-				c.succeeded(h, time.Since(begin))
+				c.passed(tr, k, h, time.Since(begin))
 				return nil
 			}
 			if i+1 == n {
@@ -236,7 +239,7 @@ func (c *Chain) dialPath(ctx context.Context, hops []Hop, n int, addr string) (n
 			if err != nil {
 				return fail(i, err)
 			}
-			c.succeeded(h, time.Since(start))
+			c.passed(tr, i, h, time.Since(start))
 			start = time.Now()
 			conn = out
 			i++
@@ -265,13 +268,13 @@ func (c *Chain) dialPath(ctx context.Context, hops []Hop, n int, addr string) (n
 			p.finish = func() error {
 				defer cancel()
 				defer untrack()
-				_, err := c.readReplies(rctx, hops, i, run, conn, start)
+				_, err := c.readReplies(rctx, tr, hops, i, run, conn, start)
 				return err
 			}
 			handedOff = true
 			return p, nil, nil
 		}
-		if failed, err := c.readReplies(ctx, hops, i, run, conn, start); err != nil {
+		if failed, err := c.readReplies(ctx, tr, hops, i, run, conn, start); err != nil {
 			conn.Close()
 			if late.err != nil {
 				return nil, late.failed, late.err
@@ -323,7 +326,7 @@ func (c *Chain) dialVia(ctx context.Context, hops []Hop, m int, addr string) (ne
 	conn, err := h.(muxer).DialVia(ctx, c.timeout(h), reach, addr)
 	switch {
 	case err == nil:
-		c.succeeded(h, time.Since(start))
+		c.passed(TraceFrom(ctx), m, h, time.Since(start))
 		return conn, nil, nil
 	case reached.err != nil:
 		return nil, reached.failed, reached.err
@@ -342,14 +345,14 @@ func (c *Chain) dialVia(ctx context.Context, hops []Hop, m int, addr string) (ne
 
 // readReplies reads the replies of the run of pipelined hops[i:i+run],
 // in order, and says which hop to blame when one fails.
-func (c *Chain) readReplies(ctx context.Context, hops []Hop, i, run int, conn net.Conn, start time.Time) (Hop, error) {
+func (c *Chain) readReplies(ctx context.Context, tr *Trace, hops []Hop, i, run int, conn net.Conn, start time.Time) (Hop, error) {
 	for k := i; k < i+run; k++ {
 		if _, err := c.handshake(ctx, hops[k], conn, func(context.Context) (net.Conn, error) {
 			return conn, pipelinedOf(hops[k]).readReplies(conn)
 		}); err != nil {
 			return c.failure(ctx, hops, k, err)
 		}
-		c.succeeded(hops[k], time.Since(start))
+		c.passed(tr, k, hops[k], time.Since(start))
 		start = time.Now()
 	}
 	return nil, nil

@@ -131,6 +131,12 @@ func (c *Chain) succeeded(hop Hop, latency time.Duration) {
 	c.Health.succeeded(hop, latency, c.where)
 }
 
+// passed is succeeded for hop i of a dial's path, told to its Trace too.
+func (c *Chain) passed(tr *Trace, i int, hop Hop, took time.Duration) {
+	c.succeeded(hop, took)
+	tr.hop(i, hop, took)
+}
+
 // where names hop's place in c for a log line: its 1-based position, and
 // its 1-based place in the pool there if it is a pool member.
 func (c *Chain) where(hop Hop) []any {
@@ -155,4 +161,26 @@ func (h *Health) Latency(hop Hop) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.get(hop.Addr()).latency
+}
+
+// HopState is what Health knows of one hop now.
+type HopState struct {
+	// Alive: not in a dead period (a hop whose period ended is tried
+	// again, and is alive though Fails is not 0 yet).
+	Alive bool
+	// Fails is how many times in a row it failed (0 once it works).
+	Fails int
+	// Latency is its average handshake time (0 when never measured).
+	Latency time.Duration
+}
+
+// State is hop's HopState; a nil *Health knows nothing, and counts it alive.
+func (h *Health) State(hop Hop) HopState {
+	if h == nil {
+		return HopState{Alive: true}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.get(hop.Addr())
+	return HopState{Alive: !time.Now().Before(s.deadUntil), Fails: s.fails, Latency: s.latency}
 }

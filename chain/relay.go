@@ -62,7 +62,7 @@ func StartRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration
 }
 
 func startRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, parkable bool, done func(aToB, bToA int64, err error)) {
-	r := &relay{ctx: ctx, a: a, b: b, done: done, parkable: parkable}
+	r := &relay{ctx: ctx, a: a, b: b, done: done, parkable: parkable, counts: countsFrom(ctx)}
 	if idle > 0 {
 		r.act = &activity{idle: idle}
 		r.act.touch()
@@ -83,6 +83,8 @@ type relay struct {
 	done     func(aToB, bToA int64, err error)
 	left     atomic.Int32 // directions still running
 	n        [2]int64     // each written by its direction only, read by the last to end
+	counts   *Counts      // from ctx (WithCounts), or nil
+	counted  [2]int64     // what each direction has added to counts so far
 	err      [2]error
 
 	mu     sync.Mutex
@@ -165,6 +167,7 @@ func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
 		// EOF on.
 		r.closeBoth()
 	}
+	r.count(dir, n-r.counted[dir])
 	r.n[dir], r.err[dir] = n, err
 	if r.left.Add(-1) > 0 {
 		return
@@ -175,6 +178,15 @@ func (r *relay) end(dir int, dst io.ReadWriteCloser, n int64, err error) {
 		err = r.ctx.Err()
 	}
 	r.done(r.n[0], r.n[1], err)
+}
+
+// count adds n bytes of direction dir to the relay's Counts, if any:
+// once per copy call, never per byte.
+func (r *relay) count(dir int, n int64) {
+	if r.counts != nil && n != 0 {
+		r.counts[dir].Add(n)
+		r.counted[dir] += n
+	}
 }
 
 // activity is when a relay last carried a byte, either way.

@@ -51,3 +51,31 @@ func benchPair(b *testing.B) (net.Conn, net.Conn) {
 	b.Cleanup(func() { x.Close(); y.Close() })
 	return x, y
 }
+
+// BenchmarkRelayCounted is BenchmarkRelay with live byte counts
+// (WithCounts), as the front ends relay when they keep statistics.
+func BenchmarkRelayCounted(b *testing.B) {
+	const chunk = 1 << 20
+	src, a := benchPair(b)
+	c, sink := benchPair(b)
+	var counts Counts
+	go Relay(WithCounts(context.Background(), &counts), a, c)
+	done := make(chan int64)
+	go func() {
+		n, _ := io.Copy(io.Discard, sink)
+		done <- n
+	}()
+	buf := make([]byte, chunk)
+	b.SetBytes(chunk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := src.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	src.(*net.TCPConn).CloseWrite()
+	if n := <-done; n != int64(b.N)*chunk {
+		b.Fatalf("sink got %d bytes, want %d", n, int64(b.N)*chunk)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,11 +125,14 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 		}
 		for {
 			src.SetReadDeadline(time.Now().Add(window))
-			n, ok, err := spliceCopy(wc, rc)
+			n, ok, err := spliceCopy(wc, rc, r.live(dir))
+			// spliceCopy added n to the counts as it went.
+			r.counted[dir] += n
 			if !ok { // no splice here, or no pipe now
 				var m int64
 				m, err = io.Copy(dst, src)
 				n += m
+				r.count(dir, m)
 			}
 			total += n
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -171,4 +175,12 @@ func waitReadable(rc syscall.RawConn) (eof bool, err error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// live is where direction dir counts as it splices, or nil.
+func (r *relay) live(dir int) *atomic.Int64 {
+	if r.counts == nil {
+		return nil
+	}
+	return &r.counts[dir]
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -23,7 +24,7 @@ import (
 // these descriptors (then before any byte), or there is no pipe to be had
 // (out of descriptors). The caller then copies the rest another way, as
 // io.Copy does: a connection must not die of a full descriptor table.
-func spliceCopy(dst, src syscall.RawConn) (written int64, ok bool, err error) {
+func spliceCopy(dst, src syscall.RawConn, live *atomic.Int64) (written int64, ok bool, err error) {
 	var p *pipe
 	defer func() {
 		if p != nil {
@@ -80,6 +81,9 @@ func spliceCopy(dst, src syscall.RawConn) (written int64, ok bool, err error) {
 			}
 			p.held -= n
 			written += int64(n)
+			if live != nil {
+				live.Add(int64(n)) // one add per splice call, of up to a pipe's worth
+			}
 		}
 	}
 }

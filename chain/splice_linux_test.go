@@ -40,7 +40,7 @@ func TestSpliceCopy(t *testing.T) {
 		src.Write(data[1000:])
 		src.(*net.TCPConn).CloseWrite()
 	}()
-	n, ok, err := spliceCopy(wc, rc)
+	n, ok, err := spliceCopy(wc, rc, nil)
 	if !ok || err != nil || n != int64(len(data)) {
 		t.Fatalf("spliceCopy = %d, %v, %v; want %d, true, nil", n, ok, err, len(data))
 	}
@@ -56,7 +56,7 @@ func TestSpliceCopy(t *testing.T) {
 	src2.Write([]byte("abc"))
 	in2.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	discard, _ := dst2.(*net.TCPConn).SyscallConn()
-	n, ok, err = spliceCopy(discard, rc2)
+	n, ok, err = spliceCopy(discard, rc2, nil)
 	if !ok || n != 3 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("at the deadline: spliceCopy = %d, %v, %v; want 3, true, deadline exceeded", n, ok, err)
 	}
@@ -77,7 +77,7 @@ func TestSpliceCopyClosesAPipeWithBytes(t *testing.T) {
 		src.Write(make([]byte, 64<<10))
 	}
 	before := openFDs(t)
-	_, ok, err := spliceCopy(wc, rc)
+	_, ok, err := spliceCopy(wc, rc, nil)
 	if !ok || !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("spliceCopy to a reset conn = %v, %v; want EPIPE or ECONNRESET", ok, err)
 	}

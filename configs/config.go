@@ -40,6 +40,9 @@ type Config struct {
 	// BlockLists are files of names and ranges refused before any rule.
 	BlockLists []string `yaml:"block_lists"`
 	DNS        DNS      `yaml:"dns"`
+	// Status, if set, is the loopback host:port of the status page and
+	// the Prometheus metrics (/metrics). Off by default.
+	Status string `yaml:"status"`
 
 	file  string            // where it came from, for error messages
 	root  *yaml.Node        // the parsed file, for line numbers
@@ -352,6 +355,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeouts.TunnelIdle < 0 {
 		add([]any{"timeouts", "tunnel_idle"}, "must be 0 (never) or positive")
+	}
+	if c.Status != "" {
+		if _, _, err := net.SplitHostPort(c.Status); err != nil {
+			add([]any{"status"}, "%q is not host:port (127.0.0.1:9080, say): %v", c.Status, err)
+		}
 	}
 	if len(c.Listeners) == 0 {
 		add([]any{"listeners"}, "at least one listener is needed")

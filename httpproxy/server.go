@@ -30,6 +30,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/internal/stats"
 	"github.com/veilchain/veilchain/policy"
 )
 
@@ -81,6 +82,9 @@ type Server struct {
 	// GET of /proxy.pac in origin form, a request to the proxy itself;
 	// every other such request still gets 400.
 	PAC func() []byte
+	// Stats, if set, is told of every CONNECT tunnel and every upstream
+	// connection of forwarded requests (see internal/stats).
+	Stats *stats.Registry
 
 	group      conns.Group
 	transports struct {
@@ -295,8 +299,10 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 	if c.srv.EarlyReply {
 		ctx = chain.Optimistic(ctx)
 	}
+	ctx, dial := c.srv.Stats.Dial(ctx, c.srv.Listener, policy.ClientFrom(ctx).User, addr)
 	target, err := c.srv.Dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		dial.Failed(err)
 		c.dialFailed(err, addr)
 		return
 	}
@@ -319,8 +325,10 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 	conn, log := c.conn, c.log
 	c.handedOff = true
 	rctx, release := c.srv.group.Hold()
-	chain.StartRelay(rctx, conn, target, c.srv.TunnelIdleTimeout, func(up, down int64, err error) {
+	live := dial.Connected()
+	chain.StartRelay(live.Relay(rctx), conn, target, c.srv.TunnelIdleTimeout, func(up, down int64, err error) {
 		defer release()
+		live.Closed(up, down)
 		conn.Close()
 		target.Close()
 		if hop, ok := chain.LateHopError(err); ok {
@@ -586,7 +594,16 @@ func (c *clientConn) roundTripper(user string) *http.Transport {
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			// The request follows the handshakes at once; a refusal still
 			// comes back as the Transport's error, and so as a 502 or 504.
-			return s.Dialer.DialContext(chain.Optimistic(ctx), network, addr)
+			ctx, dial := s.Stats.Dial(ctx, s.Listener, policy.ClientFrom(ctx).User, addr)
+			conn, err := s.Dialer.DialContext(chain.Optimistic(ctx), network, addr)
+			if err != nil {
+				dial.Failed(err)
+				return nil, err
+			}
+			if live := dial.Connected(); live != nil {
+				return &countedConn{Conn: conn, live: live}, nil
+			}
+			return conn, nil
 		},
 		DisableCompression:     true,
 		MaxIdleConns:           64,
@@ -646,4 +663,30 @@ func orDefault[T time.Duration | int](v, def T) T {
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// countedConn is an upstream connection of forwarded requests, counted
+// in Stats per Read and Write call (the Transport's own buffered I/O:
+// nothing here could splice anyway).
+type countedConn struct {
+	net.Conn
+	live *stats.Conn
+	once sync.Once
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.live.Add(1, int64(n))
+	return n, err
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.live.Add(0, int64(n))
+	return n, err
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.live.Closed(c.live.Bytes()) })
+	return c.Conn.Close()
 }

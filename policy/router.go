@@ -49,6 +49,10 @@ func (r *Router) Update(chains map[string]chain.Dialer, defaults map[string]stri
 	r.tables.Store(&tables{chains: chains, defaults: defaults, direct: direct, rules: rules, block: block})
 }
 
+// ChainsNow returns the chains by name that new connections use now
+// (for a status view; the map must not be changed).
+func (r *Router) ChainsNow() map[string]chain.Dialer { return r.load().chains }
+
 func (r *Router) load() *tables {
 	if t := r.tables.Load(); t != nil {
 		return t
@@ -95,12 +99,14 @@ func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Con
 		if t.direct == nil {
 			return nil, fmt.Errorf("%w (%s: direct connections are not enabled)", chain.ErrBlocked, by)
 		}
+		chain.TellChain(ctx, "direct")
 		return t.direct.DialContext(ctx, network, addr)
 	}
 	d, ok := t.chains[a.Chain]
 	if !ok {
 		return nil, fmt.Errorf("%w (%s: no chain named %q)", chain.ErrBlocked, by, a.Chain)
 	}
+	chain.TellChain(ctx, a.Chain)
 	return d.DialContext(ctx, network, addr)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/internal/stats"
 	"github.com/veilchain/veilchain/policy"
 )
 
@@ -46,6 +47,8 @@ type Server struct {
 	// LoopGuard, if set, is asked of every client once its request is
 	// read: a conn of this process's own chain is refused, not relayed.
 	LoopGuard *chain.LoopGuard
+	// Stats, if set, is told of every connection (see internal/stats).
+	Stats *stats.Registry
 
 	group conns.Group
 }
@@ -104,6 +107,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	if s.EarlyReply {
 		dctx = chain.Optimistic(dctx)
 	}
+	dctx, dial := s.Stats.Dial(dctx, s.Listener, user, dest)
 	if s.LoopGuard.Looped(conn) {
 		err = chain.ErrLoop
 	} else {
@@ -111,6 +115,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
 	if err != nil {
+		dial.Failed(err)
 		code := replyCode(err)
 		if version == 4 {
 			writeReply4(corked, false)
@@ -142,8 +147,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// start on small stacks; the group counts it until it ends.
 	handedOff = true
 	rctx, release := s.group.Hold()
-	chain.StartRelay(rctx, conn, target, s.IdleTimeout, func(up, down int64, err error) {
+	live := dial.Connected()
+	chain.StartRelay(live.Relay(rctx), conn, target, s.IdleTimeout, func(up, down int64, err error) {
 		defer release()
+		live.Closed(up, down)
 		conn.Close()
 		target.Close()
 		if _, ok := chain.LateHopError(err); ok {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/veilchain/veilchain/internal/control"
+	"github.com/veilchain/veilchain/internal/stats"
 )
 
 func controlPathText() string {
@@ -32,7 +33,7 @@ func controlPath(c *cli.Context) (string, error) {
 // startControl opens run's control endpoint. Without it a reload needs
 // SIGHUP, so a socket that cannot be had is a warning, not a reason not
 // to run.
-func startControl(c *cli.Context, reload func() error, log *slog.Logger) *server {
+func startControl(c *cli.Context, reload func() error, reg *stats.Registry, log *slog.Logger) *server {
 	path, err := controlPath(c)
 	if err != nil || path == "" {
 		if err != nil {
@@ -51,7 +52,9 @@ func startControl(c *cli.Context, reload func() error, log *slog.Logger) *server
 	}
 	log.Info("control socket", "path", path)
 	return &server{&control.Server{Reload: reload, Status: func() any {
-		return map[string]any{"version": 1, "pid": os.Getpid()}
+		st := reg.Status()
+		st.PID = os.Getpid()
+		return st
 	}}, ln}
 }
 

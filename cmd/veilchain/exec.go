@@ -220,7 +220,7 @@ func startPrivateFrontEnds(cfg *configs.Config, l *configs.Listener) (socksAddr,
 	checks, stopChecks := context.WithCancel(context.Background())
 	b.apply(checks, router, users)
 	dialer, _ := frontDialer(&private, router, log)
-	servers, err := startFrontEnds(&private, dialer, users, loops, false, nil, log)
+	servers, err := startFrontEnds(&private, dialer, users, loops, nil, false, nil, log)
 	closeAll := func() {
 		for _, s := range servers {
 			s.ln.Close()

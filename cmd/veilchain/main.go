@@ -46,7 +46,7 @@ func newApp() *cli.App {
 			"serve: a SOCKS5 hop/exit server for such chains.\n" +
 			"demo: a whole chain on this machine, to see what a destination sees.\n" +
 			"init: write a starter config where run looks for it.",
-		Commands: []*cli.Command{runCommand(), serveCommand(), initCommand(), demoCommand(), checkCommand(), reloadCommand(), explainCommand(), envCommand(), importCommand(), execCommand(), pacCommand(), hashPasswordCommand(), versionCommand()},
+		Commands: []*cli.Command{runCommand(), serveCommand(), initCommand(), demoCommand(), checkCommand(), reloadCommand(), statusCommand(), explainCommand(), envCommand(), importCommand(), execCommand(), pacCommand(), hashPasswordCommand(), versionCommand()},
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"},
 		},

@@ -20,6 +20,8 @@ import (
 	"github.com/veilchain/veilchain/configs"
 	"github.com/veilchain/veilchain/httpproxy"
 	"github.com/veilchain/veilchain/internal/conns"
+	"github.com/veilchain/veilchain/internal/stats"
+	"github.com/veilchain/veilchain/internal/statuspage"
 	"github.com/veilchain/veilchain/policy"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
@@ -41,6 +43,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5s://[user@]host:port?pin=... (argv is visible to other users in ps: give a password with ?password-env=NAME or ?password-file=FILE, or in a config file)"},
 			&cli.BoolFlag{Name: "early-reply", Usage: "answer SOCKS and CONNECT clients of the first listener as soon as the chain's handshakes are sent (needs a ?pipeline=1 exit; a failure then closes instead of answering an error code)"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
+			&cli.StringFlag{Name: "status", Usage: "serve the status page and Prometheus metrics (/metrics) on loopback `ADDR`, e.g. 127.0.0.1:9080 (\"\" for none)", DefaultText: "none, or the config's status:"},
 			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH`, for `veilchain reload` (\"\" for none)", DefaultText: controlPathText()},
 			&cli.DurationFlag{Name: "handshake-timeout", Usage: "bound on each hop's and each client's handshake", DefaultText: "10s or the config's"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (destinations appear only at debug)", DefaultText: "info or the config's"},
@@ -76,6 +79,10 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	router, users := &policy.Router{}, &policy.Users{Logger: log}
+	// What the front ends record, for the control endpoint, the status
+	// page and the metrics.
+	reg := &stats.Registry{Chains: router.ChainsNow}
+	reg.Started()
 	checks, stopChecks := context.WithCancel(context.Background())
 	defer stopChecks() // on an early return; the reload loop stops the later ones
 	b.apply(checks, router, users)
@@ -106,7 +113,7 @@ func runAction(c *cli.Context) error {
 	}
 	var live atomic.Pointer[configs.Config] // the config in force, for the PAC files
 	live.Store(cfg)
-	servers, err = startFrontEnds(cfg, dialer, users, loops, c.Bool("allow-open"), live.Load, log)
+	servers, err = startFrontEnds(cfg, dialer, users, loops, reg, c.Bool("allow-open"), live.Load, log)
 	defer func() {
 		for _, s := range servers {
 			s.ln.Close()
@@ -145,8 +152,15 @@ func runAction(c *cli.Context) error {
 		return b, nil
 	}, b, router, users, stopChecks, afterReload, log)
 	defer stopReload()
-	if ctl := startControl(c, reload, log); ctl != nil {
+	if ctl := startControl(c, reload, reg, log); ctl != nil {
 		servers = append(servers, *ctl)
+	}
+	page, err := startStatus(cfg.Status, reg, c.Bool("allow-open"), log)
+	if err != nil {
+		return err
+	}
+	if page != nil {
+		servers = append(servers, *page)
 	}
 	return serveUntilDone(c.Context, log, cfg.Timeouts.ShutdownGrace, servers)
 }
@@ -155,7 +169,7 @@ func runAction(c *cli.Context) error {
 // front ends, all dialling through dialer. On error it returns what it
 // had started, for the caller to close. The HTTP front ends serve a PAC
 // file made from current() (nil: cfg).
-func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, allowOpen bool,
+func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.Users, loops *chain.LoopGuard, reg *stats.Registry, allowOpen bool,
 	current func() *configs.Config, log *slog.Logger) ([]server, error) {
 	if current == nil {
 		current = func() *configs.Config { return cfg }
@@ -173,7 +187,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		var pacSocks, pacHTTP string // this listener's bound addresses, for its PAC
 		newSOCKS := func() frontEnd {
 			s := &socks.Server{Dialer: dialer, Listener: l.Name, HandshakeTimeout: cfg.Timeouts.Handshake,
-				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops}
+				IdleTimeout: cfg.Timeouts.TunnelIdle, EarlyReply: l.EarlyReply, Logger: llog, LoopGuard: loops, Stats: reg}
 			if auth != nil {
 				s.Auth = auth
 			}
@@ -185,6 +199,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 			h.EarlyReply = l.EarlyReply
 			h.LoopGuard = loops
 			h.PAC = pacServer(current, l.Name, &pacSocks, &pacHTTP)
+			h.Stats = reg
 			if auth != nil {
 				h.Auth = auth
 			}
@@ -228,6 +243,25 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 		}
 	}
 	return servers, nil
+}
+
+// startStatus listens for the status page and metrics on addr ("" for
+// none). Like the front ends, it stays on loopback unless told otherwise:
+// the page shows destinations.
+func startStatus(addr string, reg *stats.Registry, allowOpen bool, log *slog.Logger) (*server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if !isLoopback(addr) && !allowOpen {
+		return nil, fmt.Errorf("status: %s is not a loopback address; the status page shows your destinations to anyone who reaches it. "+
+			"Listen on 127.0.0.1, or give --allow-open", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	log.Info("status page and metrics listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/")
+	return &server{&statuspage.Server{Stats: reg, PID: os.Getpid()}, ln}, nil
 }
 
 // newHTTPProxy builds an HTTP front end from the config.
@@ -329,6 +363,10 @@ func loadConfig(c *cli.Context, file string) (*configs.Config, error) {
 		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: specs}
 		cfg.SetByFlag("--hop", "chains", cfg.Listeners[0].Chain)
 	}
+	if c.IsSet("status") {
+		cfg.Status = c.String("status")
+		cfg.SetByFlag("--status", "status")
+	}
 	if c.IsSet("handshake-timeout") {
 		if cfg.Timeouts.Handshake = c.Duration("handshake-timeout"); cfg.Timeouts.Handshake <= 0 {
 			return nil, fmt.Errorf("--handshake-timeout must be positive")
@@ -385,6 +423,7 @@ func needsRestart(running, cfg *configs.Config) []string {
 		{"http_proxy", running.HTTPProxy, cfg.HTTPProxy},
 		{"dns", running.DNS, cfg.DNS},
 		{"log.format", running.Log.Format, cfg.Log.Format},
+		{"status", running.Status, cfg.Status},
 	} {
 		if !reflect.DeepEqual(f.a, f.b) {
 			out = append(out, f.name)

@@ -1,0 +1,95 @@
+// Package statuspage serves a running veilchain's status on an opt-in
+// loopback address: Prometheus metrics at /metrics and a page for people
+// at /. Both read a stats.Registry. It answers only requests addressed to
+// its own address by name or number (a DNS rebinding attack sends a
+// foreign Host) and from no other web origin, so a web page the user
+// visits cannot read it.
+package statuspage
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/veilchain/veilchain/internal/stats"
+)
+
+// Server serves the status page and the metrics.
+type Server struct {
+	Stats *stats.Registry
+	// PID is shown on the page.
+	PID int
+
+	srv *http.Server
+}
+
+// Handler answers for a server listening on addr (host:port as bound).
+func (s *Server) Handler(addr string) http.Handler {
+	metrics := prometheus.NewRegistry() // ours alone: no global registry
+	metrics.MustRegister(s.Stats.Collector())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", s.page)
+	return guard(addr, mux)
+}
+
+// Serve answers on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.srv = &http.Server{Handler: s.Handler(ln.Addr().String()), ReadHeaderTimeout: 5 * time.Second}
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops answering.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+// allowedHosts are the Host values a request to addr may carry: the
+// address itself, and localhost and the loopback numbers at its port.
+func allowedHosts(addr string) map[string]bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return map[string]bool{strings.ToLower(addr): true}
+	}
+	hosts := map[string]bool{strings.ToLower(net.JoinHostPort(host, port)): true}
+	if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+		for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+			hosts[net.JoinHostPort(h, port)] = true
+		}
+	}
+	return hosts
+}
+
+// guard refuses (403) a request whose Host is not one of ours (DNS
+// rebinding: a name the attacker controls, pointed at 127.0.0.1), or
+// that carries an Origin (or a Sec-Fetch-Site) saying another web page
+// sent it.
+func guard(addr string, next http.Handler) http.Handler {
+	hosts := allowedHosts(addr)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hosts[strings.ToLower(r.Host)] {
+			http.Error(w, "veilchain: this status address answers only to its own name (Host "+r.Host+" refused)", http.StatusForbidden)
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" && !hosts[strings.ToLower(strings.TrimPrefix(o, "http://"))] {
+			http.Error(w, "veilchain: requests from other web origins are refused", http.StatusForbidden)
+			return
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+			http.Error(w, "veilchain: requests from other web origins are refused", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cross-Origin-Resource-Policy", "same-origin")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,179 @@
+package statuspage
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+
+	"github.com/veilchain/veilchain/chain"
+	"github.com/veilchain/veilchain/internal/stats"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	addr = "127.0.0.1:9080"
+	dest = "secret-destination.example:443"
+	user = "alice-the-user"
+)
+
+// registry has a two-hop chain (a pool at the exit), one live connection
+// by a user to dest, and one that failed at hop 2.
+func registry(t *testing.T) *stats.Registry {
+	t.Helper()
+	hop1, exitA, exitB := &chain.SOCKS5{Address: "10.0.0.1:1080"}, &chain.SOCKS5{Address: "10.0.0.2:1080"}, &chain.SOCKS5{Address: "10.0.0.3:1080"}
+	health := &chain.Health{}
+	health.Succeeded(hop1, 3*time.Millisecond)
+	health.Succeeded(exitA, 9*time.Millisecond)
+	health.Failed(exitB)
+	ch := &chain.Chain{Hops: []chain.Hop{hop1, &chain.Pool{Members: []chain.Hop{exitA, exitB}}}, Health: health}
+	reg := &stats.Registry{Chains: func() map[string]chain.Dialer { return map[string]chain.Dialer{"work": ch} }}
+	reg.Started()
+	ctx, d := reg.Dial(context.Background(), "desktop", user, dest)
+	chain.TellChain(ctx, "work")
+	tr := chain.TraceFrom(ctx)
+	tr.Hop(0, hop1.Addr(), 3*time.Millisecond)
+	tr.Hop(1, exitA.Addr(), 9*time.Millisecond)
+	tr.Path([]string{hop1.Addr(), exitA.Addr()})
+	c := d.Connected()
+	c.Add(0, 1234)
+	c.Add(1, 56789)
+	ctx, d = reg.Dial(context.Background(), "desktop", user, dest)
+	chain.TellChain(ctx, "work")
+	d.Failed(&chain.HopError{Index: 1, Addr: exitB.Addr(), Err: io.ErrUnexpectedEOF})
+	return reg
+}
+
+func get(t *testing.T, h http.Handler, path string, header map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", "http://"+addr+path, nil)
+	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+// TestRefusesOtherHostsAndOrigins: DNS rebinding (a foreign Host) and
+// requests sent by another web page (Origin, Sec-Fetch-Site) get 403, on
+// the page and the metrics alike; our own names and numbers pass.
+func TestRefusesOtherHostsAndOrigins(t *testing.T) {
+	h := (&Server{Stats: registry(t)}).Handler(addr)
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		want   int
+	}{
+		{"own address", nil, 200},
+		{"localhost", map[string]string{"Host": "localhost:9080"}, 200},
+		{"LOCALHOST", map[string]string{"Host": "LOCALHOST:9080"}, 200},
+		{"ipv6 loopback", map[string]string{"Host": "[::1]:9080"}, 200},
+		{"same origin", map[string]string{"Origin": "http://127.0.0.1:9080", "Sec-Fetch-Site": "same-origin"}, 200},
+		{"rebound name", map[string]string{"Host": "attacker.example:9080"}, 403},
+		{"other port", map[string]string{"Host": "127.0.0.1:80"}, 403},
+		{"no port", map[string]string{"Host": "localhost"}, 403},
+		{"other origin", map[string]string{"Origin": "https://attacker.example"}, 403},
+		{"null origin", map[string]string{"Origin": "null"}, 403},
+		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+	} {
+		for _, path := range []string{"/", "/metrics"} {
+			t.Run(tc.name+path, func(t *testing.T) {
+				w := get(t, h, path, tc.header)
+				if w.Code != tc.want {
+					t.Fatalf("%s with %v: %d, want %d: %s", path, tc.header, w.Code, tc.want, w.Body)
+				}
+				if w.Code == 403 && strings.Contains(w.Body.String(), dest) {
+					t.Error("a refusal shows a destination")
+				}
+			})
+		}
+	}
+}
+
+// TestPage: a strict CSP with a nonce its one style sheet carries, no
+// script, a meta refresh, the chain's hops coloured by health with
+// their latency, and the live connection with its destination.
+func TestPage(t *testing.T) {
+	w := get(t, (&Server{Stats: registry(t), PID: 42}).Handler(addr), "/", nil)
+	csp := w.Header().Get("Content-Security-Policy")
+	if !strings.HasPrefix(csp, "default-src 'none'; style-src 'nonce-") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP %q", csp)
+	}
+	nonce := strings.TrimPrefix(strings.Fields(csp)[3], "'nonce-")
+	nonce = strings.TrimSuffix(nonce, "';")
+	body := w.Body.String()
+	for _, want := range []string{
+		`<style nonce="` + nonce + `">`,
+		`<meta http-equiv="refresh" content="2">`,
+		`<div class="box up" title="up">hop 1 <b>10.0.0.1:1080</b><small>up, 3.0 ms</small>`,
+		`<div class="box up" title="up">exit <b>10.0.0.2:1080</b><small>up, 9.0 ms</small>`,
+		`<div class="box down" title="down">exit <b>10.0.0.3:1080</b>`,
+		`<td>10.0.0.1:1080 → 10.0.0.2:1080</td><td>` + dest + `</td><td class="n">1.2 KiB</td><td class="n">55.5 KiB</td>`,
+		"last error: hop 2 (10.0.0.3:1080)",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "<script") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Errorf("page has a script or a link to fetch:\n%s", body)
+	}
+}
+
+// TestMetrics: the exposition parses, carries the counters and
+// histograms per listener, chain and hop position, and no destination,
+// user or address in any label or value.
+func TestMetrics(t *testing.T) {
+	w := get(t, (&Server{Stats: registry(t)}).Handler(addr), "/metrics", nil)
+	text := w.Body.String()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("exposition does not parse: %v\n%s", err, text)
+	}
+	for _, name := range []string{
+		"veilchain_listener_connections_total", "veilchain_listener_connections_failed_total", "veilchain_listener_bytes_total",
+		"veilchain_listener_dial_seconds", "veilchain_chain_connections_open", "veilchain_chain_dial_seconds",
+		"veilchain_hop_connections_total", "veilchain_hop_handshake_seconds", "veilchain_hop_up", "veilchain_hop_latency_seconds",
+	} {
+		if families[name] == nil {
+			t.Errorf("no %s in\n%s", name, text)
+		}
+	}
+	allowed := []string{"listener", "chain", "position", "member", "direction"}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if !slices.Contains(allowed, l.GetName()) {
+					t.Errorf("%s has label %s=%q", name, l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if h := families["veilchain_hop_handshake_seconds"]; h != nil {
+		for _, m := range h.GetMetric() {
+			if m.GetHistogram().GetSampleCount() != 1 {
+				t.Errorf("hop handshake histogram %v: want one sample per position", m)
+			}
+		}
+	}
+	for _, secret := range []string{dest, "secret-destination", user, "10.0.0."} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%q in the metrics:\n%s", secret, text)
+		}
+	}
+}
