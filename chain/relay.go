@@ -142,12 +142,33 @@ func (r *relay) half(dir int, dst, src io.ReadWriteCloser) {
 func (r *relay) copyHalf(dir int, dst, src io.ReadWriteCloser) {
 	var n int64
 	var err error
+	var w io.Writer = dst
+	if r.counts != nil {
+		// Live counts, one add per write: what a status view shows of a
+		// connection while it lasts. (This hides dst's ReadFrom, which
+		// only splicing between TCP conns would use, and those go to
+		// tcpHalf on Linux.)
+		w = &countingWriter{w: dst, r: r, dir: dir}
+	}
 	if sc, isConn := src.(net.Conn); r.act != nil && isConn {
-		n, err = io.Copy(dst, &idleReader{c: sc, act: r.act})
+		n, err = io.Copy(w, &idleReader{c: sc, act: r.act})
 	} else {
-		n, err = io.Copy(dst, src)
+		n, err = io.Copy(w, src)
 	}
 	r.end(dir, dst, n, err)
+}
+
+// countingWriter adds what each write carries to its relay's counts.
+type countingWriter struct {
+	w   io.Writer
+	r   *relay
+	dir int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.r.count(c.dir, int64(n))
+	return n, err
 }
 
 // end finishes a direction: on success it half-closes dst so the other

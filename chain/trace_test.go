@@ -102,3 +102,32 @@ func TestRelayCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayCountsWhileLive: the counts grow while a connection lasts,
+// not only when it ends, for every kind of relay (what a status view
+// shows of a long download); here between pipes, which are copied.
+func TestRelayCountsWhileLive(t *testing.T) {
+	client, a := net.Pipe()
+	b, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	var counts Counts
+	done := make(chan struct{})
+	StartRelay(WithCounts(context.Background(), &counts), a, b, 0, func(int64, int64, error) { close(done) })
+	go client.Write(make([]byte, 1000))
+	if _, err := io.ReadFull(server, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	// The count follows the write that delivered the bytes: allow it the
+	// moment between the two.
+	deadline := time.Now().Add(2 * time.Second)
+	for counts[0].Load() != 1000 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := counts[0].Load(); n != 1000 {
+		t.Errorf("live count %d while the connection is open, want 1000", n)
+	}
+	client.Close()
+	server.Close()
+	<-done
+}
