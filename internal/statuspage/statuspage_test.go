@@ -3,6 +3,7 @@ package statuspage
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -175,5 +176,79 @@ func TestMetrics(t *testing.T) {
 		if strings.Contains(text, secret) {
 			t.Errorf("%q in the metrics:\n%s", secret, text)
 		}
+	}
+}
+
+// TestGraph: known samples become the polylines' points (newest at the
+// right edge, the peak at the top), with the rates beside them, in an
+// inline SVG that needs nothing the CSP forbids.
+func TestGraph(t *testing.T) {
+	s := &Server{Stats: registry(t), Throughput: stats.Throughput{Len: 5, Step: time.Second}}
+	t0 := time.Unix(1000, 0)
+	for i, b := range [][2]int64{{0, 0}, {100, 200}, {100, 400}, {150, 500}} { // totals: up, down
+		s.Throughput.Add(t0.Add(time.Duration(i)*time.Second), b[0], b[1])
+	}
+	// Samples (up, down): (100, 200), (0, 200), (50, 100); peak 200; five
+	// slots 150 apart, the three samples in the last three.
+	body := get(t, s.Handler(addr), "/", nil).Body.String()
+	for _, want := range []string{
+		`<svg class="graph" id="throughput" viewBox="0 0 600 100"`,
+		`<polyline class="gdown" points="300,0 450,0 600,50"/>`,
+		`<polyline class="gup" points="300,50 450,100 600,75"/>`,
+		"down 100 B/s</span>, <span class=\"kup\">up 50 B/s</span> now; top of the scale 200 B/s",
+		"throughput, last 5s",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "style=") {
+		t.Error("an inline style attribute, which the CSP blocks")
+	}
+}
+
+// TestServeSamplesAndStops: Serve samples the registry's totals into the
+// graph, and Shutdown ends the sampler before it returns.
+func TestServeSamplesAndStops(t *testing.T) {
+	reg := &stats.Registry{}
+	_, d := reg.Dial(context.Background(), "l", "", dest)
+	d.Connected().Add(1, 4096)
+	s := &Server{Stats: reg, Throughput: stats.Throughput{Step: 5 * time.Millisecond}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.Throughput.Samples()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no samples after 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+	goleak.VerifyNone(t) // the sampler has returned
+	if got := s.Throughput.Samples(); got[0].Down != 0 || got[0].Up != 0 {
+		t.Errorf("first sample %+v: the 4096 bytes from before Serve count in the baseline, not as a sample", got[0])
+	}
+}
+
+// TestShutdownBeforeServe: a Shutdown that comes first leaves Serve
+// nothing to serve.
+func TestShutdownBeforeServe(t *testing.T) {
+	s := &Server{Stats: &stats.Registry{}}
+	s.Shutdown(context.Background())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(ln); err != http.ErrServerClosed {
+		t.Fatalf("Serve after Shutdown: %v", err)
 	}
 }
