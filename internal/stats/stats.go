@@ -80,6 +80,7 @@ type Registry struct {
 	chains    map[string]*Counters
 	hops      map[hopKey]*Counters
 	live      map[*Conn]struct{}
+	exits     map[string]ExitStatus // by chain name
 	nextID    uint64
 	started   time.Time
 }

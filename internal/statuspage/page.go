@@ -59,6 +59,7 @@ polyline.gdown{stroke:#2a6fd6}polyline.gup{stroke:#d68a2a}
 </div>
 <div class="meta">{{.Open}} open, {{.Total}} in all, {{.Failed}} failed, {{bytes .BytesUp}} up, {{bytes .BytesDown}} down</div>
 {{if .LastError}}<div class="err">last error: {{.LastError}}</div>{{end}}
+{{if not .Direct}}<div class="meta exit">exit address: {{with .Exit}}{{if .Addr}}<b>{{.Addr}}</b>{{else}}unknown{{end}}{{if .Error}} <span class="err">(last ask failed: {{.Error}})</span>{{end}}{{else}}unknown{{if not $.Asking}} (set status_echo_url to ask an echo service through the chain){{end}}{{end}}</div>{{end}}
 {{end}}
 <h2>throughput, last {{.G.Span}}</h2>
 <svg class="graph" id="throughput" viewBox="0 0 600 100" width="600" height="100" preserveAspectRatio="none" role="img" aria-label="bytes per second, down and up"><polyline class="gdown" points="{{.G.Down}}"/><polyline class="gup" points="{{.G.Up}}"/></svg>
@@ -81,11 +82,13 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	var nonce [16]byte
 	rand.Read(nonce[:])
 	data := struct {
-		S     *stats.Status
-		G     graph
-		Up    string
-		Nonce string
+		S      *stats.Status
+		G      graph
+		Asking bool
+		Up     string
+		Nonce  string
 	}{S: st, Nonce: base64.RawURLEncoding.EncodeToString(nonce[:])} // URL-safe: nothing html/template escapes
+	data.Asking = s.ExitEcho != nil
 	data.G = drawGraph(s.Throughput.Samples(), s.Throughput.Slots(), s.Throughput.Interval())
 	if !st.Since.IsZero() {
 		data.Up = time.Since(st.Since).Round(time.Second).String()

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/stats"
 )
 
@@ -29,12 +30,19 @@ type Server struct {
 	// one goroutine that Shutdown ends. Its zero value keeps five
 	// minutes of seconds.
 	Throughput stats.Throughput
+	// ExitEcho, if set, asks an echo service through a chain for the
+	// address the world sees (cmd builds it from status_echo_url). Serve
+	// asks through each chain, never directly, at the start and then
+	// every ExitEvery (0: a minute), in one goroutine Shutdown ends; each
+	// ask gets 15 s.
+	ExitEcho  func(ctx context.Context, through chain.Dialer) (string, error)
+	ExitEvery time.Duration
 
 	mu      sync.Mutex
 	srv     *http.Server
 	closed  bool
-	stop    context.CancelFunc // the sampler's
-	sampled chan struct{}      // closed when the sampler has returned
+	stop    context.CancelFunc // the sampler's and the exit asker's
+	sampled chan struct{}      // closed when both have returned
 }
 
 // Handler answers for a server listening on addr (host:port as bound).
@@ -61,14 +69,22 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.srv, s.stop, s.sampled = srv, stop, make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)
+		if s.ExitEcho != nil {
+			asked := make(chan struct{})
+			go func() {
+				defer close(asked)
+				s.askExits(ctx)
+			}()
+			defer func() { <-asked }()
+		}
 		s.Throughput.Run(ctx, s.Stats)
 	}(s.sampled)
 	s.mu.Unlock()
 	return srv.Serve(ln)
 }
 
-// Shutdown stops answering and sampling; it returns once the sampler
-// has.
+// Shutdown stops answering, sampling and asking; it returns once the
+// sampler and the asker have.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true

@@ -2,12 +2,14 @@ package statuspage
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,5 +252,89 @@ func TestShutdownBeforeServe(t *testing.T) {
 	}
 	if err := s.Serve(ln); err != http.ErrServerClosed {
 		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+}
+
+// TestExitAddress: Serve asks the echo service through each chain with
+// hops (the very *chain.Chain, never directly nor through a direct
+// chain), once in its first round, with a bounded context; the answers
+// show per chain in Status and on the page, a failure with its error.
+func TestExitAddress(t *testing.T) {
+	work := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "10.0.0.1:1080"}}}
+	broken := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "10.0.0.9:1080"}}}
+	reg := &stats.Registry{Chains: func() map[string]chain.Dialer {
+		return map[string]chain.Dialer{"work": work, "broken": broken, "home": &net.Dialer{}, "empty": &chain.Chain{}}
+	}}
+	var mu sync.Mutex
+	var asked []chain.Dialer
+	all := make(chan struct{})
+	s := &Server{Stats: reg, ExitEcho: func(ctx context.Context, through chain.Dialer) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, through)
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > exitTimeout {
+			t.Errorf("asked with no bound: %v %v", dl, ok)
+		}
+		if len(asked) == 2 {
+			close(all)
+		}
+		if through == broken {
+			return "", errors.New("echo said 502")
+		}
+		return "203.0.113.7", nil
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the echo service was not asked through both chains")
+	}
+	// Wait for the second answer to be recorded.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		st := reg.Status()
+		if slices.ContainsFunc(st.Chains, func(c stats.ChainStatus) bool { return c.Name == "work" && c.Exit != nil }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("work's exit never recorded")
+		}
+	}
+	body := get(t, s.Handler(addr), "/", nil).Body.String()
+	s.Shutdown(context.Background())
+	<-served
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 2 || asked[0] != broken || asked[1] != work {
+		t.Errorf("asked through %v, want broken then work, once each in a minute", asked)
+	}
+	for _, c := range reg.Status().Chains {
+		switch c.Name {
+		case "work":
+			if c.Exit == nil || c.Exit.Addr != "203.0.113.7" || c.Exit.Error != "" || c.Exit.At.IsZero() {
+				t.Errorf("work's exit: %+v", c.Exit)
+			}
+		case "broken":
+			if c.Exit == nil || c.Exit.Addr != "" || c.Exit.Error != "echo said 502" {
+				t.Errorf("broken's exit: %+v", c.Exit)
+			}
+		default:
+			if c.Exit != nil {
+				t.Errorf("%s's exit: %+v, want none", c.Name, c.Exit)
+			}
+		}
+	}
+	for _, want := range []string{
+		"exit address: <b>203.0.113.7</b>",
+		`exit address: unknown <span class="err">(last ask failed: echo said 502)</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
 	}
 }
