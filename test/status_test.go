@@ -34,12 +34,22 @@ type statusRun struct {
 
 func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
 	t.Helper()
+	return startStatusRunConfig(t, nil, extraArgs...)
+}
+
+// startStatusRunConfig is startStatusRun with lines added to the config,
+// built by extra from the run (its destination known).
+func startStatusRunConfig(t *testing.T, extra func(*statusRun) string, extraArgs ...string) *statusRun {
+	t.Helper()
 	s := &statusRun{dest: newDestination(t)}
 	s.hop1, s.exit, s.hopProcs = startServeProcs(t)
 	s.destination = net.JoinHostPort(destName, s.dest.port)
 	file := filepath.Join(t.TempDir(), "status.yaml")
 	cfg := fmt.Sprintf("log: {format: json}\nlisteners:\n  - {name: main, socks: 127.0.0.1:0, chain: work}\n"+
 		"chains:\n  work: {health_check: 1s, hops: [socks5://%s, socks5://u:p@%s]}\n", s.hop1, s.exit)
+	if extra != nil {
+		cfg += extra(s)
+	}
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +57,7 @@ func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
 	s.run = start(t, append([]string{"run", "-c", file, "--control", s.control}, extraArgs...)...)
 	s.front = s.run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
 	s.run.waitFor(t, "control socket")
-	if slices.Contains(extraArgs, "--status") {
+	if slices.Contains(extraArgs, "--status") || strings.Contains(cfg, "\nstatus:") {
 		s.page = s.run.waitFor(t, "status page and metrics listening")["addr"].(string)
 	}
 	return s
@@ -231,5 +241,45 @@ func TestStatusPageInChromium(t *testing.T) {
 		if err := os.WriteFile(keep, png, 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestStatusExitAddress: with status_echo_url, the status server asks
+// the echo service through the chain, and `veilchain status` shows the
+// address it answered: the exit's outbound address (127.0.0.2), which
+// no direct ask could get (the echo URL's name resolves only at the
+// exit, and a direct ask would come from 127.0.0.1). It asks once for
+// the chain, not on every sample.
+func TestStatusExitAddress(t *testing.T) {
+	out := exitIP(t)
+	s := startStatusRunConfig(t, func(s *statusRun) string {
+		return "status: 127.0.0.1:0\nstatus_echo_url: http://" + s.destination + "/ip\n"
+	})
+	var st stats.Status
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(s.status(t, "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Chains[0].Exit != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no exit address after 20 s: %+v", st.Chains)
+		}
+	}
+	if e := st.Chains[0].Exit; e.Addr != out.String() || e.Error != "" {
+		t.Errorf("exit: %+v, want %s", e, out)
+	}
+	if table := s.status(t); !strings.Contains(table, "exit address: "+out.String()+" (asked ") {
+		t.Errorf("status table lacks the exit address:\n%s", table)
+	}
+	if page := httpGet(t, "http://"+s.page+"/"); !strings.Contains(page, "exit address: <b>"+out.String()+"</b>") {
+		t.Errorf("page lacks the exit address:\n%s", page)
+	}
+	if n := len(s.dest.seenPeers()); n != 1 {
+		t.Errorf("the echo service was asked %d times, want once (once a minute)", n)
+	}
+	if strings.Contains(s.run.stderr(), destName) {
+		t.Errorf("the echo URL's name is in the run's info-level log:\n%s", s.run.stderr())
 	}
 }
