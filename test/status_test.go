@@ -65,7 +65,7 @@ func startStatusRunConfig(t *testing.T, extra func(*statusRun) string, extraArgs
 
 // liveConnection opens a connection through the chain and makes one
 // request on it, so the relay runs; it stays open until the test ends.
-func (s *statusRun) liveConnection(t *testing.T) {
+func (s *statusRun) liveConnection(t *testing.T) net.Conn {
 	t.Helper()
 	c := dialSOCKS(t, s.front, s.destination)
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", destName)
@@ -74,6 +74,7 @@ func (s *statusRun) liveConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	return c
 }
 
 func (s *statusRun) status(t *testing.T, args ...string) string {
@@ -281,5 +282,42 @@ func TestStatusExitAddress(t *testing.T) {
 	}
 	if strings.Contains(s.run.stderr(), destName) {
 		t.Errorf("the echo URL's name is in the run's info-level log:\n%s", s.run.stderr())
+	}
+}
+
+// TestStatusPageRowComesAndGoesInChromium: the DOM Chromium renders has
+// the live connection's row while it is open, and not once it closed
+// (and the run's control endpoint says so), the table giving way to
+// "none".
+func TestStatusPageRowComesAndGoesInChromium(t *testing.T) {
+	requireProgram(t, "chromium")
+	s := startStatusRun(t, "--status", "127.0.0.1:0")
+	c := s.liveConnection(t)
+	url := "http://" + s.page + "/"
+	row := "<td>" + s.destination + "</td>"
+	dom := chromium(t, url, "--dump-dom")
+	if !strings.Contains(dom, `<table id="connections">`) || strings.Count(dom, row) != 1 {
+		t.Fatalf("while the connection is open, the DOM lacks its one row %q:\n%s", row, dom)
+	}
+
+	c.Close()
+	var st stats.Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(s.status(t, "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Connections) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed connection is still live after 10 s: %+v", st.Connections)
+		}
+	}
+	dom = chromium(t, url, "--dump-dom")
+	if strings.Contains(dom, row) || strings.Contains(dom, `<table id="connections">`) {
+		t.Errorf("after the connection closed, the DOM still has its row:\n%s", dom)
+	}
+	if !strings.Contains(dom, "<h2>live connections</h2>\n<p>none</p>") {
+		t.Errorf("after the connection closed, the DOM does not say none:\n%s", dom)
 	}
 }
