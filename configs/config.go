@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -43,6 +44,10 @@ type Config struct {
 	// Status, if set, is the loopback host:port of the status page and
 	// the Prometheus metrics (/metrics). Off by default.
 	Status string `yaml:"status"`
+	// StatusEchoURL, if set, is an http(s) URL that answers with the
+	// caller's address (as `check --echo-url`): the status server asks it
+	// through each chain once a minute, to show the exit address.
+	StatusEchoURL string `yaml:"status_echo_url"`
 
 	file  string            // where it came from, for error messages
 	root  *yaml.Node        // the parsed file, for line numbers
@@ -359,6 +364,13 @@ func (c *Config) Validate() error {
 	if c.Status != "" {
 		if _, _, err := net.SplitHostPort(c.Status); err != nil {
 			add([]any{"status"}, "%q is not host:port (127.0.0.1:9080, say): %v", c.Status, err)
+		}
+	}
+	if c.StatusEchoURL != "" {
+		if u, err := url.Parse(c.StatusEchoURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add([]any{"status_echo_url"}, "%q is not an http(s) URL", c.StatusEchoURL)
+		} else if c.Status == "" {
+			add([]any{"status_echo_url"}, "is asked by the status server: set status too")
 		}
 	}
 	if len(c.Listeners) == 0 {

@@ -205,3 +205,24 @@ func TestTypeErrorsInWords(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusEchoURL: an http(s) URL with status set loads; anything else
+// is refused at its line.
+func TestStatusEchoURL(t *testing.T) {
+	const head = "listeners:\n  - {name: a, socks: 127.0.0.1:1080, chain: main}\nchains:\n  main: {hops: [socks5://h:1]}\n"
+	for _, tt := range []struct{ name, extra, want string }{
+		{"https", "status: 127.0.0.1:9080\nstatus_echo_url: https://ip.example/json\n", ""},
+		{"not a URL", "status: 127.0.0.1:9080\nstatus_echo_url: ip.example\n", `t.yaml:6: status_echo_url: "ip.example" is not an http(s) URL`},
+		{"no status", "status_echo_url: http://ip.example/\n", "t.yaml:5: status_echo_url: is asked by the status server: set status too"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.yaml", []byte(head+tt.extra))
+			switch {
+			case tt.want == "" && (err != nil || c.StatusEchoURL != "https://ip.example/json"):
+				t.Fatalf("refused or lost: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("err = %v\nwant %q", err, tt.want)
+			}
+		})
+	}
+}

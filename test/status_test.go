@@ -34,12 +34,22 @@ type statusRun struct {
 
 func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
 	t.Helper()
+	return startStatusRunConfig(t, nil, extraArgs...)
+}
+
+// startStatusRunConfig is startStatusRun with lines added to the config,
+// built by extra from the run (its destination known).
+func startStatusRunConfig(t *testing.T, extra func(*statusRun) string, extraArgs ...string) *statusRun {
+	t.Helper()
 	s := &statusRun{dest: newDestination(t)}
 	s.hop1, s.exit, s.hopProcs = startServeProcs(t)
 	s.destination = net.JoinHostPort(destName, s.dest.port)
 	file := filepath.Join(t.TempDir(), "status.yaml")
 	cfg := fmt.Sprintf("log: {format: json}\nlisteners:\n  - {name: main, socks: 127.0.0.1:0, chain: work}\n"+
 		"chains:\n  work: {health_check: 1s, hops: [socks5://%s, socks5://u:p@%s]}\n", s.hop1, s.exit)
+	if extra != nil {
+		cfg += extra(s)
+	}
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +57,7 @@ func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
 	s.run = start(t, append([]string{"run", "-c", file, "--control", s.control}, extraArgs...)...)
 	s.front = s.run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
 	s.run.waitFor(t, "control socket")
-	if slices.Contains(extraArgs, "--status") {
+	if slices.Contains(extraArgs, "--status") || strings.Contains(cfg, "\nstatus:") {
 		s.page = s.run.waitFor(t, "status page and metrics listening")["addr"].(string)
 	}
 	return s
@@ -55,7 +65,7 @@ func startStatusRun(t *testing.T, extraArgs ...string) *statusRun {
 
 // liveConnection opens a connection through the chain and makes one
 // request on it, so the relay runs; it stays open until the test ends.
-func (s *statusRun) liveConnection(t *testing.T) {
+func (s *statusRun) liveConnection(t *testing.T) net.Conn {
 	t.Helper()
 	c := dialSOCKS(t, s.front, s.destination)
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", destName)
@@ -64,6 +74,7 @@ func (s *statusRun) liveConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	return c
 }
 
 func (s *statusRun) status(t *testing.T, args ...string) string {
@@ -231,5 +242,82 @@ func TestStatusPageInChromium(t *testing.T) {
 		if err := os.WriteFile(keep, png, 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestStatusExitAddress: with status_echo_url, the status server asks
+// the echo service through the chain, and `veilchain status` shows the
+// address it answered: the exit's outbound address (127.0.0.2), which
+// no direct ask could get (the echo URL's name resolves only at the
+// exit, and a direct ask would come from 127.0.0.1). It asks once for
+// the chain, not on every sample.
+func TestStatusExitAddress(t *testing.T) {
+	out := exitIP(t)
+	s := startStatusRunConfig(t, func(s *statusRun) string {
+		return "status: 127.0.0.1:0\nstatus_echo_url: http://" + s.destination + "/ip\n"
+	})
+	var st stats.Status
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(s.status(t, "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Chains[0].Exit != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no exit address after 20 s: %+v", st.Chains)
+		}
+	}
+	if e := st.Chains[0].Exit; e.Addr != out.String() || e.Error != "" {
+		t.Errorf("exit: %+v, want %s", e, out)
+	}
+	if table := s.status(t); !strings.Contains(table, "exit address: "+out.String()+" (asked ") {
+		t.Errorf("status table lacks the exit address:\n%s", table)
+	}
+	if page := httpGet(t, "http://"+s.page+"/"); !strings.Contains(page, "exit address: <b>"+out.String()+"</b>") {
+		t.Errorf("page lacks the exit address:\n%s", page)
+	}
+	if n := len(s.dest.seenPeers()); n != 1 {
+		t.Errorf("the echo service was asked %d times, want once (once a minute)", n)
+	}
+	if strings.Contains(s.run.stderr(), destName) {
+		t.Errorf("the echo URL's name is in the run's info-level log:\n%s", s.run.stderr())
+	}
+}
+
+// TestStatusPageRowComesAndGoesInChromium: the DOM Chromium renders has
+// the live connection's row while it is open, and not once it closed
+// (and the run's control endpoint says so), the table giving way to
+// "none".
+func TestStatusPageRowComesAndGoesInChromium(t *testing.T) {
+	requireProgram(t, "chromium")
+	s := startStatusRun(t, "--status", "127.0.0.1:0")
+	c := s.liveConnection(t)
+	url := "http://" + s.page + "/"
+	row := "<td>" + s.destination + "</td>"
+	dom := chromium(t, url, "--dump-dom")
+	if !strings.Contains(dom, `<table id="connections">`) || strings.Count(dom, row) != 1 {
+		t.Fatalf("while the connection is open, the DOM lacks its one row %q:\n%s", row, dom)
+	}
+
+	c.Close()
+	var st stats.Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(s.status(t, "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Connections) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed connection is still live after 10 s: %+v", st.Connections)
+		}
+	}
+	dom = chromium(t, url, "--dump-dom")
+	if strings.Contains(dom, row) || strings.Contains(dom, `<table id="connections">`) {
+		t.Errorf("after the connection closed, the DOM still has its row:\n%s", dom)
+	}
+	if !strings.Contains(dom, "<h2>live connections</h2>\n<p>none</p>") {
+		t.Errorf("after the connection closed, the DOM does not say none:\n%s", dom)
 	}
 }

@@ -171,8 +171,12 @@ func checkAction(c *cli.Context) error {
 // echoExit asks echoURL, through client, for the address it sees. The
 // answer is a bare address, or a JSON object with one under a usual key;
 // anything else is an error that does not repeat the body.
-func echoExit(client *http.Client, echoURL string) (string, error) {
-	resp, err := client.Get(echoURL)
+func echoExit(ctx context.Context, client *http.Client, echoURL string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", echoURL, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -269,7 +273,7 @@ func checkChain(ctx context.Context, name string, ch *chain.Chain, mode, echoURL
 		tr := &http.Transport{DialContext: ch.DialContext, Proxy: nil}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr, Timeout: 3 * timeout}
-		addr, err := echoExit(client, echoURL)
+		addr, err := echoExit(ctx, client, echoURL)
 		if err == nil {
 			r.Exit = addr
 		} else {

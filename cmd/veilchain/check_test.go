@@ -167,7 +167,7 @@ func TestEchoExit(t *testing.T) {
 			w.WriteHeader(tt.status)
 			io.WriteString(w, tt.body)
 		}))
-		got, err := echoExit(srv.Client(), srv.URL)
+		got, err := echoExit(context.Background(), srv.Client(), srv.URL)
 		srv.Close()
 		switch {
 		case tt.err == "" && (err != nil || got != tt.want):

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"reflect"
 	"strings"
@@ -155,7 +156,7 @@ func runAction(c *cli.Context) error {
 	if ctl := startControl(c, reload, reg, log); ctl != nil {
 		servers = append(servers, *ctl)
 	}
-	page, err := startStatus(cfg.Status, reg, c.Bool("allow-open"), log)
+	page, err := startStatus(cfg.Status, cfg.StatusEchoURL, reg, c.Bool("allow-open"), log)
 	if err != nil {
 		return err
 	}
@@ -248,7 +249,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 // startStatus listens for the status page and metrics on addr ("" for
 // none). Like the front ends, it stays on loopback unless told otherwise:
 // the page shows destinations.
-func startStatus(addr string, reg *stats.Registry, allowOpen bool, log *slog.Logger) (*server, error) {
+func startStatus(addr, echoURL string, reg *stats.Registry, allowOpen bool, log *slog.Logger) (*server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -261,7 +262,17 @@ func startStatus(addr string, reg *stats.Registry, allowOpen bool, log *slog.Log
 		return nil, fmt.Errorf("status: %w", err)
 	}
 	log.Info("status page and metrics listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/")
-	return &server{&statuspage.Server{Stats: reg, PID: os.Getpid()}, ln}, nil
+	page := &statuspage.Server{Stats: reg, PID: os.Getpid()}
+	if echoURL != "" {
+		page.ExitEcho = func(ctx context.Context, through chain.Dialer) (string, error) {
+			// Through the chain only: the transport's one dialer is the
+			// chain's, and no proxy from the environment.
+			tr := &http.Transport{DialContext: through.DialContext, Proxy: nil}
+			defer tr.CloseIdleConnections()
+			return echoExit(ctx, &http.Client{Transport: tr}, echoURL)
+		}
+	}
+	return &server{page, ln}, nil
 }
 
 // newHTTPProxy builds an HTTP front end from the config.
@@ -424,6 +435,7 @@ func needsRestart(running, cfg *configs.Config) []string {
 		{"dns", running.DNS, cfg.DNS},
 		{"log.format", running.Log.Format, cfg.Log.Format},
 		{"status", running.Status, cfg.Status},
+		{"status_echo_url", running.StatusEchoURL, cfg.StatusEchoURL},
 	} {
 		if !reflect.DeepEqual(f.a, f.b) {
 			out = append(out, f.name)

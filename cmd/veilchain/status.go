@@ -89,6 +89,17 @@ func writeStatus(w io.Writer, st *stats.Status, now time.Time) {
 		if ch.LastError != "" {
 			fmt.Fprintf(w, "  last error (%s ago): %s\n", now.Sub(ch.ErrorAt).Round(time.Second), ch.LastError)
 		}
+		if e := ch.Exit; e != nil {
+			addr := e.Addr
+			if addr == "" {
+				addr = "unknown"
+			}
+			fmt.Fprintf(w, "  exit address: %s (asked %s ago)", addr, now.Sub(e.At).Round(time.Second))
+			if e.Error != "" {
+				fmt.Fprintf(w, "; the last ask failed: %s", e.Error)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	if len(st.Listeners) > 0 {
 		fmt.Fprintln(w)

@@ -80,6 +80,7 @@ type Registry struct {
 	chains    map[string]*Counters
 	hops      map[hopKey]*Counters
 	live      map[*Conn]struct{}
+	exits     map[string]ExitStatus // by chain name
 	nextID    uint64
 	started   time.Time
 }
@@ -273,14 +274,16 @@ func (c *Conn) Closed(up, down int64) {
 	if c == nil {
 		return
 	}
+	// Under the lock, with the delete: Bytes sees the connection's bytes
+	// once, live or ended.
 	c.r.mu.Lock()
 	delete(c.r.live, c)
-	c.r.mu.Unlock()
 	for _, k := range c.keys {
 		k.up.Add(up)
 		k.down.Add(down)
 		k.open.Add(-1)
 	}
+	c.r.mu.Unlock()
 }
 
 // Add counts n bytes of direction dir (0: from the client, 1: to it) of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,5 +146,38 @@ func TestDirectRuleShowsAsDirect(t *testing.T) {
 	st := reg.Status()
 	if len(st.Chains) != 1 || st.Chains[0].Name != "direct" || !st.Chains[0].Direct || st.Chains[0].Total != 1 {
 		t.Fatalf("chains: %+v", st.Chains)
+	}
+}
+
+// TestThroughputRing: the first Add is a baseline; each later one keeps
+// what was relayed since, never less than nothing; a full ring keeps the
+// newest Len samples, oldest first.
+func TestThroughputRing(t *testing.T) {
+	tp := &Throughput{Len: 3}
+	t0 := time.Unix(1000, 0)
+	for i, b := range [][2]int64{{10, 20}, {15, 120}, {15, 120}, {40, 100}, {50, 300}} {
+		tp.Add(t0.Add(time.Duration(i)*time.Second), b[0], b[1])
+	}
+	got := tp.Samples()
+	want := []Sample{{t0.Add(2 * time.Second), 0, 0}, {t0.Add(3 * time.Second), 25, 0}, {t0.Add(4 * time.Second), 10, 200}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("samples %v, want %v", got, want)
+	}
+}
+
+// TestBytes: a connection's bytes count once in the totals, while it is
+// live and after it closed.
+func TestBytes(t *testing.T) {
+	r := &Registry{}
+	_, d := r.Dial(context.Background(), "l", "", "dest:1")
+	c := d.Connected()
+	c.Add(0, 7)
+	c.Add(1, 70)
+	if up, down := r.Bytes(); up != 7 || down != 70 {
+		t.Fatalf("live: %d up, %d down", up, down)
+	}
+	c.Closed(7, 70)
+	if up, down := r.Bytes(); up != 7 || down != 70 {
+		t.Fatalf("closed: %d up, %d down", up, down)
 	}
 }

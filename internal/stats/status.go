@@ -59,6 +59,9 @@ type ChainStatus struct {
 	Direct bool        `json:"direct,omitempty"`
 	Mode   string      `json:"mode,omitempty"`
 	Hops   []HopStatus `json:"hops"`
+	// Exit is the address the world sees, when an echo service was
+	// asked through the chain (status_echo_url).
+	Exit *ExitStatus `json:"exit,omitempty"`
 	Totals
 }
 
@@ -127,6 +130,7 @@ func (r *Registry) Status() *Status {
 	listeners, chains, hops := maps.Clone(r.listeners), maps.Clone(r.chains), maps.Clone(r.hops)
 	st.Since = r.started
 	live := slices.Collect(maps.Keys(r.live))
+	exits := maps.Clone(r.exits)
 	r.mu.Unlock()
 
 	// Live connections' bytes so far count in their listener's, chain's
@@ -167,6 +171,9 @@ func (r *Registry) Status() *Status {
 	}
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		cs := ChainStatus{Name: name, Totals: read(chains[name])}
+		if e, ok := exits[name]; ok {
+			cs.Exit = &e
+		}
 		switch d := topology[name].(type) {
 		case *chain.Chain:
 			cs.Mode = modeName(d.Mode)

@@ -42,6 +42,10 @@ h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.2em 0 .4em}
 .err{color:#c0392b}
 table{border-collapse:collapse;margin-top:.3em}th,td{text-align:left;padding:.2em .7em;border-bottom:1px solid #ddd}
 td.n{text-align:right}
+svg.graph{background:#fff;border:1px solid #ccc}
+svg.graph polyline{fill:none;stroke-width:1.5}
+polyline.gdown{stroke:#2a6fd6}polyline.gup{stroke:#d68a2a}
+.kdown{color:#2a6fd6}.kup{color:#d68a2a}
 </style></head><body>
 <h1>veilchain</h1>
 <div class="meta">pid {{.S.PID}}{{if .Up}}, up {{.Up}}{{end}} &middot; refreshes every 2 s</div>
@@ -55,7 +59,11 @@ td.n{text-align:right}
 </div>
 <div class="meta">{{.Open}} open, {{.Total}} in all, {{.Failed}} failed, {{bytes .BytesUp}} up, {{bytes .BytesDown}} down</div>
 {{if .LastError}}<div class="err">last error: {{.LastError}}</div>{{end}}
+{{if not .Direct}}<div class="meta exit">exit address: {{with .Exit}}{{if .Addr}}<b>{{.Addr}}</b>{{else}}unknown{{end}}{{if .Error}} <span class="err">(last ask failed: {{.Error}})</span>{{end}}{{else}}unknown{{if not $.Asking}} (set status_echo_url to ask an echo service through the chain){{end}}{{end}}</div>{{end}}
 {{end}}
+<h2>throughput, last {{.G.Span}}</h2>
+<svg class="graph" id="throughput" viewBox="0 0 600 100" width="600" height="100" preserveAspectRatio="none" role="img" aria-label="bytes per second, down and up"><polyline class="gdown" points="{{.G.Down}}"/><polyline class="gup" points="{{.G.Up}}"/></svg>
+<div class="meta">{{if .G.Peak}}<span class="kdown">down {{.G.NowDown}}</span>, <span class="kup">up {{.G.NowUp}}</span> now; top of the scale {{.G.Peak}}{{else}}collecting…{{end}}</div>
 <h2>live connections</h2>
 {{if .S.Connections}}<table id="connections">
 <tr><th>listener</th><th>user</th><th>chain</th><th>hops</th><th>destination</th><th>up</th><th>down</th><th>age</th></tr>
@@ -74,10 +82,14 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	var nonce [16]byte
 	rand.Read(nonce[:])
 	data := struct {
-		S     *stats.Status
-		Up    string
-		Nonce string
+		S      *stats.Status
+		G      graph
+		Asking bool
+		Up     string
+		Nonce  string
 	}{S: st, Nonce: base64.RawURLEncoding.EncodeToString(nonce[:])} // URL-safe: nothing html/template escapes
+	data.Asking = s.ExitEcho != nil
+	data.G = drawGraph(s.Throughput.Samples(), s.Throughput.Slots(), s.Throughput.Interval())
 	if !st.Since.IsZero() {
 		data.Up = time.Since(st.Since).Round(time.Second).String()
 	}

@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/internal/stats"
 )
 
@@ -24,8 +26,23 @@ type Server struct {
 	Stats *stats.Registry
 	// PID is shown on the page.
 	PID int
+	// Throughput is the page's graph: Serve samples Stats into it, in
+	// one goroutine that Shutdown ends. Its zero value keeps five
+	// minutes of seconds.
+	Throughput stats.Throughput
+	// ExitEcho, if set, asks an echo service through a chain for the
+	// address the world sees (cmd builds it from status_echo_url). Serve
+	// asks through each chain, never directly, at the start and then
+	// every ExitEvery (0: a minute), in one goroutine Shutdown ends; each
+	// ask gets 15 s.
+	ExitEcho  func(ctx context.Context, through chain.Dialer) (string, error)
+	ExitEvery time.Duration
 
-	srv *http.Server
+	mu      sync.Mutex
+	srv     *http.Server
+	closed  bool
+	stop    context.CancelFunc // the sampler's and the exit asker's
+	sampled chan struct{}      // closed when both have returned
 }
 
 // Handler answers for a server listening on addr (host:port as bound).
@@ -38,18 +55,47 @@ func (s *Server) Handler(addr string) http.Handler {
 	return guard(addr, mux)
 }
 
-// Serve answers on ln until Shutdown.
+// Serve answers on ln, and samples the throughput for the graph, until
+// Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.Handler(ln.Addr().String()), ReadHeaderTimeout: 5 * time.Second}
-	return s.srv.Serve(ln)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	srv := &http.Server{Handler: s.Handler(ln.Addr().String()), ReadHeaderTimeout: 5 * time.Second}
+	ctx, stop := context.WithCancel(context.Background()) // the server owns the sampler; Shutdown ends it
+	s.srv, s.stop, s.sampled = srv, stop, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		if s.ExitEcho != nil {
+			asked := make(chan struct{})
+			go func() {
+				defer close(asked)
+				s.askExits(ctx)
+			}()
+			defer func() { <-asked }()
+		}
+		s.Throughput.Run(ctx, s.Stats)
+	}(s.sampled)
+	s.mu.Unlock()
+	return srv.Serve(ln)
 }
 
-// Shutdown stops answering.
+// Shutdown stops answering, sampling and asking; it returns once the
+// sampler and the asker have.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
+	s.mu.Lock()
+	s.closed = true
+	srv, stop, sampled := s.srv, s.stop, s.sampled
+	s.mu.Unlock()
+	if srv == nil {
 		return nil
 	}
-	return s.srv.Shutdown(ctx)
+	stop()
+	<-sampled
+	return srv.Shutdown(ctx)
 }
 
 // allowedHosts are the Host values a request to addr may carry: the

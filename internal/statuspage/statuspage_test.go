@@ -2,11 +2,14 @@ package statuspage
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,6 +177,164 @@ func TestMetrics(t *testing.T) {
 	for _, secret := range []string{dest, "secret-destination", user, "10.0.0."} {
 		if strings.Contains(text, secret) {
 			t.Errorf("%q in the metrics:\n%s", secret, text)
+		}
+	}
+}
+
+// TestGraph: known samples become the polylines' points (newest at the
+// right edge, the peak at the top), with the rates beside them, in an
+// inline SVG that needs nothing the CSP forbids.
+func TestGraph(t *testing.T) {
+	s := &Server{Stats: registry(t), Throughput: stats.Throughput{Len: 5, Step: time.Second}}
+	t0 := time.Unix(1000, 0)
+	for i, b := range [][2]int64{{0, 0}, {100, 200}, {100, 400}, {150, 500}} { // totals: up, down
+		s.Throughput.Add(t0.Add(time.Duration(i)*time.Second), b[0], b[1])
+	}
+	// Samples (up, down): (100, 200), (0, 200), (50, 100); peak 200; five
+	// slots 150 apart, the three samples in the last three.
+	body := get(t, s.Handler(addr), "/", nil).Body.String()
+	for _, want := range []string{
+		`<svg class="graph" id="throughput" viewBox="0 0 600 100"`,
+		`<polyline class="gdown" points="300,0 450,0 600,50"/>`,
+		`<polyline class="gup" points="300,50 450,100 600,75"/>`,
+		"down 100 B/s</span>, <span class=\"kup\">up 50 B/s</span> now; top of the scale 200 B/s",
+		"throughput, last 5s",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "style=") {
+		t.Error("an inline style attribute, which the CSP blocks")
+	}
+}
+
+// TestServeSamplesAndStops: Serve samples the registry's totals into the
+// graph, and Shutdown ends the sampler before it returns.
+func TestServeSamplesAndStops(t *testing.T) {
+	reg := &stats.Registry{}
+	_, d := reg.Dial(context.Background(), "l", "", dest)
+	d.Connected().Add(1, 4096)
+	s := &Server{Stats: reg, Throughput: stats.Throughput{Step: 5 * time.Millisecond}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.Throughput.Samples()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no samples after 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+	goleak.VerifyNone(t) // the sampler has returned
+	if got := s.Throughput.Samples(); got[0].Down != 0 || got[0].Up != 0 {
+		t.Errorf("first sample %+v: the 4096 bytes from before Serve count in the baseline, not as a sample", got[0])
+	}
+}
+
+// TestShutdownBeforeServe: a Shutdown that comes first leaves Serve
+// nothing to serve.
+func TestShutdownBeforeServe(t *testing.T) {
+	s := &Server{Stats: &stats.Registry{}}
+	s.Shutdown(context.Background())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(ln); err != http.ErrServerClosed {
+		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+}
+
+// TestExitAddress: Serve asks the echo service through each chain with
+// hops (the very *chain.Chain, never directly nor through a direct
+// chain), once in its first round, with a bounded context; the answers
+// show per chain in Status and on the page, a failure with its error.
+func TestExitAddress(t *testing.T) {
+	work := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "10.0.0.1:1080"}}}
+	broken := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "10.0.0.9:1080"}}}
+	reg := &stats.Registry{Chains: func() map[string]chain.Dialer {
+		return map[string]chain.Dialer{"work": work, "broken": broken, "home": &net.Dialer{}, "empty": &chain.Chain{}}
+	}}
+	var mu sync.Mutex
+	var asked []chain.Dialer
+	all := make(chan struct{})
+	s := &Server{Stats: reg, ExitEcho: func(ctx context.Context, through chain.Dialer) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, through)
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > exitTimeout {
+			t.Errorf("asked with no bound: %v %v", dl, ok)
+		}
+		if len(asked) == 2 {
+			close(all)
+		}
+		if through == broken {
+			return "", errors.New("echo said 502")
+		}
+		return "203.0.113.7", nil
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the echo service was not asked through both chains")
+	}
+	// Wait for the second answer to be recorded.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		st := reg.Status()
+		if slices.ContainsFunc(st.Chains, func(c stats.ChainStatus) bool { return c.Name == "work" && c.Exit != nil }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("work's exit never recorded")
+		}
+	}
+	body := get(t, s.Handler(addr), "/", nil).Body.String()
+	s.Shutdown(context.Background())
+	<-served
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 2 || asked[0] != broken || asked[1] != work {
+		t.Errorf("asked through %v, want broken then work, once each in a minute", asked)
+	}
+	for _, c := range reg.Status().Chains {
+		switch c.Name {
+		case "work":
+			if c.Exit == nil || c.Exit.Addr != "203.0.113.7" || c.Exit.Error != "" || c.Exit.At.IsZero() {
+				t.Errorf("work's exit: %+v", c.Exit)
+			}
+		case "broken":
+			if c.Exit == nil || c.Exit.Addr != "" || c.Exit.Error != "echo said 502" {
+				t.Errorf("broken's exit: %+v", c.Exit)
+			}
+		default:
+			if c.Exit != nil {
+				t.Errorf("%s's exit: %+v, want none", c.Name, c.Exit)
+			}
+		}
+	}
+	for _, want := range []string{
+		"exit address: <b>203.0.113.7</b>",
+		`exit address: unknown <span class="err">(last ask failed: echo said 502)</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
 		}
 	}
 }
