@@ -183,12 +183,16 @@ func TestStatusPageAndMetrics(t *testing.T) {
 }
 
 // TestStatusAddressStaysOnLoopback: a status address others can reach
-// needs --allow-open, as the front ends do.
+// needs --allow-open and users, whose logins it asks for, as the front
+// ends do: without both, run refuses to start.
 func TestStatusAddressStaysOnLoopback(t *testing.T) {
-	out, err := exec.Command(veilchain(t), "run", "--socks", "127.0.0.1:0", "--http", "", "--hop", "socks5://127.0.0.1:1",
-		"--status", "0.0.0.0:0", "--control", "").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "status: 0.0.0.0:0 is not a loopback address") {
-		t.Fatalf("run --status 0.0.0.0:0: %v\n%s", err, out)
+	for _, extra := range [][]string{nil, {"--allow-open"}} {
+		args := append([]string{"run", "--socks", "127.0.0.1:0", "--http", "", "--hop", "socks5://127.0.0.1:1",
+			"--status", "0.0.0.0:0", "--control", ""}, extra...)
+		out, err := exec.Command(veilchain(t), args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "status: 0.0.0.0:0 is not a loopback address") || !strings.Contains(string(out), "users:") {
+			t.Fatalf("run %v: %v\n%s", extra, err, out)
+		}
 	}
 }
 

@@ -156,7 +156,7 @@ func runAction(c *cli.Context) error {
 	if ctl := startControl(c, reload, reg, log); ctl != nil {
 		servers = append(servers, *ctl)
 	}
-	page, err := startStatus(cfg.Status, cfg.StatusEchoURL, reg, c.Bool("allow-open"), log)
+	page, err := startStatus(cfg.Status, cfg.StatusEchoURL, reg, c.Bool("allow-open"), users, len(cfg.Users) > 0, log)
 	if err != nil {
 		return err
 	}
@@ -249,13 +249,14 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 // startStatus listens for the status page and metrics on addr ("" for
 // none). Like the front ends, it stays on loopback unless told otherwise:
 // the page shows destinations.
-func startStatus(addr, echoURL string, reg *stats.Registry, allowOpen bool, log *slog.Logger) (*server, error) {
+func startStatus(addr, echoURL string, reg *stats.Registry, allowOpen bool, users *policy.Users, haveUsers bool, log *slog.Logger) (*server, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	if !isLoopback(addr) && !allowOpen {
+	open := !isLoopback(addr)
+	if open && (!allowOpen || !haveUsers) {
 		return nil, fmt.Errorf("status: %s is not a loopback address; the status page shows your destinations to anyone who reaches it. "+
-			"Listen on 127.0.0.1, or give --allow-open", addr)
+			"Listen on 127.0.0.1, or give --allow-open and users: (whose logins it then asks for)", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -263,6 +264,9 @@ func startStatus(addr, echoURL string, reg *stats.Registry, allowOpen bool, log 
 	}
 	log.Info("status page and metrics listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/")
 	page := &statuspage.Server{Stats: reg, PID: os.Getpid()}
+	if open {
+		page.Auth = users.Authenticate
+	}
 	if echoURL != "" {
 		page.ExitEcho = func(ctx context.Context, through chain.Dialer) (string, error) {
 			// Through the chain only: the transport's one dialer is the

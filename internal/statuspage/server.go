@@ -37,6 +37,11 @@ type Server struct {
 	// ask gets 15 s.
 	ExitEcho  func(ctx context.Context, through chain.Dialer) (string, error)
 	ExitEvery time.Duration
+	// Auth, if set, is asked of every request's Basic credentials (with
+	// its source address); without them, or wrong ones, it gets 401. cmd
+	// sets it for a status address off loopback: the page shows
+	// destinations.
+	Auth func(source, user, password string) bool
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -52,7 +57,18 @@ func (s *Server) Handler(addr string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", s.page)
-	return guard(addr, mux)
+	var h http.Handler = mux
+	if s.Auth != nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if user, pass, ok := r.BasicAuth(); !ok || !s.Auth(r.RemoteAddr, user, pass) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="veilchain status", charset="UTF-8"`)
+				http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
+	return guard(addr, h)
 }
 
 // Serve answers on ln, and samples the throughput for the graph, until

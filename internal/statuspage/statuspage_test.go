@@ -2,6 +2,7 @@ package statuspage
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -335,6 +336,27 @@ func TestExitAddress(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+// With Auth (a status address off loopback), the page and the metrics
+// ask for a login, and only the right one gets them.
+func TestAuth(t *testing.T) {
+	const addr = "127.0.0.1:9080"
+	s := &Server{Stats: registry(t), Auth: func(_, u, p string) bool { return u == "alice" && p == "pw" }}
+	h := s.Handler(addr)
+	for _, path := range []string{"/", "/metrics"} {
+		if w := get(t, h, path, nil); w.Code != http.StatusUnauthorized || !strings.Contains(w.Header().Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("%s without a login: %d %q, want 401 asking for Basic", path, w.Code, w.Header().Get("WWW-Authenticate"))
+		}
+		wrong := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:guess"))
+		if w := get(t, h, path, map[string]string{"Authorization": wrong}); w.Code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong password: %d, want 401", path, w.Code)
+		}
+		right := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:pw"))
+		if w := get(t, h, path, map[string]string{"Authorization": right}); w.Code != http.StatusOK {
+			t.Errorf("%s with the right login: %d, want 200", path, w.Code)
 		}
 	}
 }
