@@ -30,6 +30,16 @@ func controlPath(c *cli.Context) (string, error) {
 	return control.DefaultPath()
 }
 
+// runControlPath is the control socket a client command (reload,
+// status) asks: --control's, or run's default.
+func runControlPath(c *cli.Context) (string, error) {
+	path, err := controlPath(c)
+	if err == nil && path == "" {
+		err = fmt.Errorf("--control: give the control socket's path")
+	}
+	return path, err
+}
+
 // startControl opens run's control endpoint. Without it a reload needs
 // SIGHUP, so a socket that cannot be had is a warning, not a reason not
 // to run.
@@ -68,12 +78,9 @@ func reloadCommand() *cli.Command {
 			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH` of the run to reload", DefaultText: controlPathText()},
 		},
 		Action: func(c *cli.Context) error {
-			path, err := controlPath(c)
+			path, err := runControlPath(c)
 			if err != nil {
 				return err
-			}
-			if path == "" {
-				return fmt.Errorf("--control: give the control socket's path")
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 			defer cancel()

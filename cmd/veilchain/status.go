@@ -27,12 +27,9 @@ func statusCommand() *cli.Command {
 			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH` of the run to ask", DefaultText: controlPathText()},
 		},
 		Action: func(c *cli.Context) error {
-			path, err := controlPath(c)
+			path, err := runControlPath(c)
 			if err != nil {
 				return err
-			}
-			if path == "" {
-				return fmt.Errorf("--control: give the control socket's path")
 			}
 			show := func() error {
 				ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
@@ -120,7 +117,7 @@ func writeStatus(w io.Writer, st *stats.Status, now time.Time) {
 			user = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Listener, user, c.Chain,
-			strings.Join(c.Hops, " -> "), c.Dest, byteText(c.BytesUp), byteText(c.BytesDown),
+			strings.Join(c.Hops, " -> "), c.Dest, stats.Bytes(c.BytesUp), stats.Bytes(c.BytesDown),
 			(time.Duration(c.AgeS) * time.Second).String())
 	}
 	tw.Flush()
@@ -152,17 +149,5 @@ func hopDiagram(hops []stats.HopStatus) string {
 
 func totalsText(t stats.Totals) string {
 	return fmt.Sprintf("%d open, %d in all, %d failed, %s up, %s down", t.Open, t.Total, t.Failed,
-		byteText(t.BytesUp), byteText(t.BytesDown))
-}
-
-func byteText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+		stats.Bytes(t.BytesUp), stats.Bytes(t.BytesDown))
 }

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -224,4 +225,18 @@ func modeName(m chain.Mode) string {
 		return "round-robin"
 	}
 	return "strict"
+}
+
+// Bytes writes a byte count for people: 512 B, 1.5 KiB, 3.2 MiB, 1.0 GiB
+// (the status command and the page say it the same way).
+func Bytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

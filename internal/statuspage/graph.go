@@ -47,8 +47,8 @@ func drawGraph(samples []stats.Sample, slots int, step time.Duration) graph {
 	}
 	last := samples[len(samples)-1]
 	g.Down, g.Up = down.String(), up.String()
-	g.Peak = byteText(int64(perSecond(peak))) + "/s"
-	g.NowDown, g.NowUp = byteText(int64(perSecond(last.Down)))+"/s", byteText(int64(perSecond(last.Up)))+"/s"
+	g.Peak = stats.Bytes(int64(perSecond(peak))) + "/s"
+	g.NowDown, g.NowUp = stats.Bytes(int64(perSecond(last.Down)))+"/s", stats.Bytes(int64(perSecond(last.Up)))+"/s"
 	return g
 }
 

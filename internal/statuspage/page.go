@@ -18,7 +18,7 @@ import (
 // connections as a table. Its one style sheet carries the response's
 // nonce; nothing is fetched from anywhere.
 var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"bytes": byteText,
+	"bytes": stats.Bytes,
 	"ms":    func(v float64) string { return fmt.Sprintf("%.1f ms", v) },
 	"age":   func(s float64) string { return (time.Duration(s) * time.Second).String() },
 	"join":  strings.Join,
@@ -107,14 +107,3 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	w.Write(buf.Bytes())
 }
 
-func byteText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
