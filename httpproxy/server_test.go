@@ -516,14 +516,7 @@ func TestPoolsAreKeptPerUser(t *testing.T) {
 		u, _ := url.Parse("http://" + user + "@" + proxy)
 		tr := &http.Transport{Proxy: http.ProxyURL(u)}
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		for range 3 {
-			resp, err := client.Get("http://dest.example/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
+		getTimes(t, client, "http://dest.example/", 3)
 		tr.CloseIdleConnections()
 	}
 	if fmt.Sprint(d.users) != "[alice bob]" {
@@ -615,14 +608,7 @@ func TestPoolsAreKeptPerClientConnection(t *testing.T) {
 	for i := range 2 {
 		tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxy})}
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		for range 3 {
-			resp, err := client.Get("http://dest.example/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
+		getTimes(t, client, "http://dest.example/", 3)
 		if n := fc.dials.Load(); n != int32(i+1) {
 			t.Fatalf("after client %d: %d chain dials, want %d (one per client connection, reused by it)", i+1, n, i+1)
 		}
@@ -640,5 +626,19 @@ func TestPoolsAreKeptPerClientConnection(t *testing.T) {
 			t.Fatalf("%d pools left after their clients went", left)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// getTimes GETs url n times through client, reading each body to its end
+// (so the connection can be reused).
+func getTimes(t *testing.T, client *http.Client, url string, n int) {
+	t.Helper()
+	for range n {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }
