@@ -106,4 +106,3 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	w.Write(buf.Bytes())
 }
-
