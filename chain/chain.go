@@ -46,8 +46,16 @@ type Chain struct {
 	// handshakes run, for front ends to refuse it should it reach one of
 	// them (a first hop pointing back at this process).
 	LoopGuard *LoopGuard
+	// Prebuild is how many circuits to keep built ahead of time, each up
+	// to the exit and past its auth, for one connection each (see
+	// StartPrebuild); PrebuildIdle how long one may wait unused before it
+	// is closed and replaced (default DefaultPrebuildIdle).
+	Prebuild     int
+	PrebuildIdle time.Duration
 
-	next atomic.Uint64 // round-robin position
+	next            atomic.Uint64 // round-robin position
+	pre             atomic.Pointer[prebuilder]
+	prebuildDormant time.Duration // for tests; 0: defaultPrebuildDormant
 }
 
 // DialContext implements Dialer. Errors are *HopError naming the failing
@@ -81,6 +89,9 @@ func (c *Chain) DialContext(ctx context.Context, network, addr string) (net.Conn
 		}
 	}
 	ctx = withDestination(ctx, addr)
+	if conn, used, err := c.dialPrebuilt(ctx, addr); used {
+		return conn, err
+	}
 	tr := TraceFrom(ctx)
 	skip := map[Hop]bool{}
 	var lastErr error
@@ -450,9 +461,11 @@ func (c *Chain) timeout(h Hop) time.Duration {
 }
 
 // Close lets go of what the hops keep open between dials (an SSH hop's
-// connections), each once its last stream ends; live streams go on. A
-// reload closes the chains it replaces.
+// connections, each once its last stream ends; prebuilt circuits not yet
+// taken, at once); live streams go on. A reload closes the chains it
+// replaces.
 func (c *Chain) Close() error {
+	c.stopPrebuild()
 	var errs []error
 	for _, pos := range c.Hops {
 		members := membersOf(pos)

@@ -26,34 +26,50 @@ func socksHop(t *testing.T, asked chan<- string) string {
 			return
 		}
 		c.Write([]byte{5, 0})
-		if _, err := io.ReadFull(c, buf[:5]); err != nil {
+		addr, err := readSOCKS5Request(c)
+		if err != nil {
 			return
 		}
-		var host string
-		switch buf[3] {
-		case 1:
-			io.ReadFull(c, buf[5:10])
-			host = net.IP(buf[4:8]).String()
-			buf[0], buf[1] = buf[8], buf[9]
-		case 3:
-			n := int(buf[4])
-			io.ReadFull(c, buf[5:5+n+2])
-			host = string(buf[5 : 5+n])
-			buf[0], buf[1] = buf[5+n], buf[6+n]
-		}
-		addr := net.JoinHostPort(host, strconv.Itoa(int(buf[0])<<8|int(buf[1])))
 		if asked != nil {
 			asked <- addr
 		}
-		next, err := net.Dial("tcp", addr)
-		if err != nil {
-			c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
-			return
-		}
-		defer next.Close()
-		c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
-		Relay(context.Background(), c, next)
+		connectAndRelay(c, addr)
 	})
+}
+
+// connectAndRelay is a SOCKS5 hop's last step: it connects to addr,
+// replies, and relays.
+func connectAndRelay(c net.Conn, addr string) {
+	next, err := net.Dial("tcp", addr)
+	if err != nil {
+		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
+		return
+	}
+	defer next.Close()
+	c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+	Relay(context.Background(), c, next)
+}
+
+// readSOCKS5Request reads a CONNECT request for an IPv4 address or a
+// name, and returns it as host:port.
+func readSOCKS5Request(c net.Conn) (string, error) {
+	buf := make([]byte, 262)
+	if _, err := io.ReadFull(c, buf[:5]); err != nil {
+		return "", err
+	}
+	var host string
+	switch buf[3] {
+	case 1:
+		io.ReadFull(c, buf[5:10])
+		host = net.IP(buf[4:8]).String()
+		buf[0], buf[1] = buf[8], buf[9]
+	case 3:
+		n := int(buf[4])
+		io.ReadFull(c, buf[5:5+n+2])
+		host = string(buf[5 : 5+n])
+		buf[0], buf[1] = buf[5+n], buf[6+n]
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(buf[0])<<8|int(buf[1]))), nil
 }
 
 func TestChainThroughTwoHops(t *testing.T) {

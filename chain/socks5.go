@@ -89,6 +89,43 @@ func (h *SOCKS5) Connect(ctx context.Context, conn net.Conn, addr string) (net.C
 	return conn, nil
 }
 
+// prepare runs TLS to the hop, if layered, and the greeting and auth: all
+// of the handshake but the request.
+func (h *SOCKS5) prepare(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	if h.TLS != nil {
+		tc, err := startLayer(ctx, conn, h.TLS)
+		if err != nil {
+			return nil, err
+		}
+		conn = tc
+	}
+	if !h.Pipeline && h.TLS == nil {
+		return conn, h.greet(conn, h.greeting(ctx))
+	}
+	if _, err := conn.Write(h.greeting(ctx)); err != nil {
+		return nil, err
+	}
+	return conn, h.readGreetReplies(conn)
+}
+
+func (h *SOCKS5) request(_ context.Context, conn net.Conn, addr string) (net.Conn, error) {
+	b, _, err := h.requestBytes(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write(b); err != nil {
+		return nil, err
+	}
+	return conn, readConnectReply(conn)
+}
+
+func (h *SOCKS5) requestBytes(addr string) ([]byte, bool, error) {
+	b, err := appendSOCKS5Addr([]byte{5, 1, 0}, addr)
+	return b, h.Pipeline || h.TLS != nil, err
+}
+
+func (h *SOCKS5) readRequestReply(conn net.Conn) error { return readConnectReply(conn) }
+
 func (h *SOCKS5) pipelines() bool { return h.Pipeline && h.TLS == nil }
 
 // layered is a hop in TLS to itself whose replies a Chain may read late,

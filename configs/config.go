@@ -145,7 +145,16 @@ type Chain struct {
 	// ConnectTimeout and HandshakeTimeout override timeouts: for this chain.
 	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// Prebuild keeps this many circuits built ahead of time, each through
+	// every hop to the exit and past its auth, for one connection each;
+	// PrebuildIdle closes and replaces one left unused that long.
+	Prebuild     int           `yaml:"prebuild"`
+	PrebuildIdle time.Duration `yaml:"prebuild_idle"`
 }
+
+// maxPrebuild bounds a chain's prebuilt circuits: each is a connection
+// held open at every hop.
+const maxPrebuild = 64
 
 // Hop is one position of a chain: a hop URL, or a pool of them
 // ({pool: [URL, ...], select: failover|round-robin|random|least-latency}).
@@ -476,6 +485,12 @@ func (c *Config) Validate() error {
 		}
 		if ch.Length < 0 || ch.Length > len(ch.Hops) {
 			add([]any{"chains", name, "length"}, "must be between 1 and the number of hops")
+		}
+		if ch.Prebuild < 0 || ch.Prebuild > maxPrebuild {
+			add([]any{"chains", name, "prebuild"}, "must be between 0 (off) and %d", maxPrebuild)
+		}
+		if ch.PrebuildIdle < 0 || ch.PrebuildIdle > 0 && ch.PrebuildIdle < time.Second {
+			add([]any{"chains", name, "prebuild_idle"}, "must be at least 1s (0: the default, %v)", chain.DefaultPrebuildIdle)
 		}
 	}
 	return errors.Join(errs...)

@@ -33,7 +33,7 @@ func FuzzHandshake(f *testing.F) {
 		if withAuth {
 			s.Auth = Credentials{"u": "p"}
 		}
-		dest, _, _, err := s.handshakeAny(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard, "192.0.2.1:1")
+		dest, _, _, err := s.handshakeAny(bufio.NewReaderSize(bytes.NewReader(in), 512), io.Discard, "192.0.2.1:1", nil)
 		if err != nil {
 			return
 		}

@@ -5,6 +5,7 @@ package socks
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -21,6 +22,11 @@ import (
 // DefaultHandshakeTimeout bounds a client's handshake when Server.HandshakeTimeout is zero.
 const DefaultHandshakeTimeout = 10 * time.Second
 
+// DefaultRequestWait is how long a client past its auth may take to start
+// its request: long enough for a chain's prebuilt circuits (which wait up
+// to 25 s by default) to reach their request here.
+const DefaultRequestWait = 60 * time.Second
+
 // Server is a SOCKS5 server whose CONNECTs go through Dialer.
 // Only Dialer is required; the zero value of every other field works.
 type Server struct {
@@ -32,6 +38,10 @@ type Server struct {
 	Listener string
 	// HandshakeTimeout bounds the client's greeting, auth and request.
 	HandshakeTimeout time.Duration
+	// RequestWait bounds the wait for the first byte of a request after
+	// a user/password auth, when longer than HandshakeTimeout (default
+	// DefaultRequestWait). Without auth, HandshakeTimeout bounds it.
+	RequestWait time.Duration
 	// IdleTimeout closes a relayed connection that carries nothing either
 	// way for this long (0: never).
 	IdleTimeout time.Duration
@@ -92,7 +102,22 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// Shutdown cuts a handshake short at once: it has nothing to finish.
 	stop := context.AfterFunc(s.group.Draining(), func() { conn.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReaderSize(corked, 512)
-	dest, version, user, err := s.handshakeAny(br, corked, conn.RemoteAddr().String())
+	authed := func() func() {
+		// Past its auth, a client may hold its request back: a chain
+		// that built this connection ahead of time sends it when its own
+		// client comes (prebuild). The wait stays bounded.
+		wait := cmp.Or(s.RequestWait, DefaultRequestWait)
+		if wait <= timeout || s.group.Draining().Err() != nil {
+			return func() {}
+		}
+		conn.SetDeadline(time.Now().Add(wait))
+		return func() {
+			if s.group.Draining().Err() == nil {
+				conn.SetDeadline(time.Now().Add(timeout))
+			}
+		}
+	}
+	dest, version, user, err := s.handshakeAny(br, corked, conn.RemoteAddr().String(), authed)
 	if !stop() {
 		return
 	}

@@ -579,3 +579,41 @@ func TestHTTPClientOnSOCKSPort(t *testing.T) {
 		})
 	}
 }
+
+// An authenticated client may hold its request back for RequestWait (a
+// chain's prebuilt circuit does), but not a started request, and a
+// client without auth gets the handshake's bound throughout.
+func TestServerWaitsForAnAuthenticatedClientsRequest(t *testing.T) {
+	auth := []byte{5, 1, 2, 1, 5, 'a', 'l', 'i', 'c', 'e', 2, 'p', 'w'}
+	request := []byte{5, 1, 0, 3, 4, 'h', 'o', 's', 't', 0, 80}
+	for _, tt := range []struct {
+		name       string
+		creds      Credentials
+		first      []byte // sent at once
+		then       []byte // sent after a pause longer than the handshake timeout
+		wantServed bool
+	}{
+		{"authenticated, request after a pause", Credentials{"alice": "pw"}, auth, request, true},
+		{"authenticated, request stalls midway", Credentials{"alice": "pw"}, append(auth, request[:3]...), request[3:], false},
+		{"no auth, request after a pause", nil, []byte{5, 1, 0}, request, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{target: testnet.Echo(t)}
+			addr := testnet.Serve(t, &Server{Dialer: rec, Auth: authOf(tt.creds), HandshakeTimeout: 200 * time.Millisecond, RequestWait: 5 * time.Second})
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(tt.first)
+			time.Sleep(600 * time.Millisecond)
+			c.Write(tt.then)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			out, _ := io.ReadAll(c)
+			served := len(rec.calls()) == 1
+			if served != tt.wantServed {
+				t.Fatalf("served = %v (read % x), want %v", served, out, tt.wantServed)
+			}
+		})
+	}
+}

@@ -30,7 +30,7 @@ var wrongPortReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; char
 
 // handshakeAny runs the SOCKS4 or the SOCKS5 handshake, by the first
 // byte, for a client at source; user is who it authenticated as.
-func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer, source string) (dest string, version byte, user string, err error) {
+func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer, source string, authed func() (restore func())) (dest string, version byte, user string, err error) {
 	first, err := r.Peek(1)
 	if err != nil {
 		return "", 0, "", fmt.Errorf("reading greeting: %w", err)
@@ -45,7 +45,7 @@ func (s *Server) handshakeAny(r *bufio.Reader, w io.Writer, source string) (dest
 		io.WriteString(w, wrongPortReply)
 		return "", 0, "", errHTTPOnSOCKS
 	}
-	dest, user, err = s.handshake(r, w, source)
+	dest, user, err = s.handshake(r, w, source, authed)
 	return dest, 5, user, err
 }
 

@@ -29,8 +29,10 @@ var (
 // handshake reads the greeting, authenticates, reads the request and
 // returns its destination as host:port, with a name kept as a name, and
 // the user the client authenticated as. On a request it cannot serve it
-// has already sent the error reply.
-func (s *Server) handshake(r *bufio.Reader, w io.Writer, source string) (dest, user string, err error) {
+// has already sent the error reply. authed, if set, is called once a
+// client is through a user/password auth, to lengthen the wait for its
+// request; what it returns puts the handshake's deadline back.
+func (s *Server) handshake(r *bufio.Reader, w io.Writer, source string, authed func() (restore func())) (dest, user string, err error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return "", "", fmt.Errorf("reading greeting: %w", err)
@@ -58,6 +60,16 @@ func (s *Server) handshake(r *bufio.Reader, w io.Writer, source string) (dest, u
 	}
 	if actx != nil {
 		user = actx.Payload["Username"]
+	}
+	if authed != nil && user != "" {
+		// An authenticated client may hold its request back: see
+		// Server.RequestWait. Once it starts, the handshake's bound is back.
+		restore := authed()
+		_, err := r.Peek(1)
+		restore()
+		if err != nil {
+			return "", "", fmt.Errorf("reading request: %w", err)
+		}
 	}
 	dest, err = s.request(r, w)
 	return dest, user, err

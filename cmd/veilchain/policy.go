@@ -27,13 +27,14 @@ type built struct {
 	block    *policy.BlockList
 	users    map[string]string
 	checks   map[*chain.Chain]time.Duration // chains with periodic health checks
+	log      *slog.Logger
 }
 
 // build makes the chains, rules, block lists and users of a config. The
 // chains tell loops of their conns to first hops (nil: nobody is told).
 func build(cfg *configs.Config, log *slog.Logger, loops *chain.LoopGuard) (*built, error) {
 	b := &built{chains: map[string]chain.Dialer{}, defaults: map[string]string{}, users: cfg.Users,
-		checks: map[*chain.Chain]time.Duration{}}
+		checks: map[*chain.Chain]time.Duration{}, log: log}
 	for i, l := range cfg.Listeners {
 		if _, ok := cfg.Chains[l.Chain]; !ok {
 			if len(cfg.Chains) == 0 {
@@ -72,12 +73,20 @@ func build(cfg *configs.Config, log *slog.Logger, loops *chain.LoopGuard) (*buil
 	return b, nil
 }
 
-// apply swaps b into r and starts b's health checks (until ctx ends).
+// apply swaps b into r and starts b's health checks and prebuilt
+// circuits (until ctx ends, or b is closed).
 func (b *built) apply(ctx context.Context, r *policy.Router, users *policy.Users) {
 	r.Update(b.chains, b.defaults, b.direct, b.rules, b.block)
 	users.SetHashes(b.users)
 	for c, every := range b.checks {
 		go c.CheckEvery(ctx, every)
+	}
+	for name, d := range b.chains {
+		if c, ok := d.(*chain.Chain); ok {
+			if err := c.StartPrebuild(ctx); err != nil {
+				b.log.Warn("circuits are not built ahead for this chain", "chain", name, "err", err)
+			}
+		}
 	}
 }
 
@@ -109,6 +118,7 @@ func buildChain(cfg *configs.Config, name string, log *slog.Logger, loops *chain
 	if ch.HandshakeTimeout > 0 {
 		c.HandshakeTimeout = ch.HandshakeTimeout
 	}
+	c.Prebuild, c.PrebuildIdle = ch.Prebuild, ch.PrebuildIdle
 	var addrs []string
 	for j, spec := range ch.Hops {
 		var members []chain.Hop

@@ -83,6 +83,9 @@ func writeStatus(w io.Writer, st *stats.Status, now time.Time) {
 		if len(ch.Hops) > 0 {
 			fmt.Fprintf(w, "  you -> %s -> destination\n", hopDiagram(ch.Hops))
 		}
+		if ch.Prebuild > 0 {
+			fmt.Fprintf(w, "  circuits built ahead: %d of %d ready\n", ch.Prebuilt, ch.Prebuild)
+		}
 		if ch.LastError != "" {
 			fmt.Fprintf(w, "  last error (%s ago): %s\n", now.Sub(ch.ErrorAt).Round(time.Second), ch.LastError)
 		}

@@ -60,6 +60,10 @@ type ChainStatus struct {
 	Direct bool        `json:"direct,omitempty"`
 	Mode   string      `json:"mode,omitempty"`
 	Hops   []HopStatus `json:"hops"`
+	// Prebuilt counts the circuits ready, when the chain builds them
+	// ahead of time (Prebuild is how many it keeps).
+	Prebuilt int `json:"prebuilt,omitempty"`
+	Prebuild int `json:"prebuild,omitempty"`
 	// Exit is the address the world sees, when an echo service was
 	// asked through the chain (status_echo_url).
 	Exit *ExitStatus `json:"exit,omitempty"`
@@ -178,6 +182,7 @@ func (r *Registry) Status() *Status {
 		switch d := topology[name].(type) {
 		case *chain.Chain:
 			cs.Mode = modeName(d.Mode)
+			cs.Prebuilt, cs.Prebuild = d.Prebuilt(), d.Prebuild
 			for i, pos := range d.Hops {
 				hs := HopStatus{Position: i + 1, Totals: read(hops[hopKey{name, i + 1}])}
 				members := []chain.Hop{pos}

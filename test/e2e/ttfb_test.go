@@ -81,17 +81,27 @@ listeners:
   - {name: ly, socks: 127.0.0.1:1084, http: "", chain: layered}
   - {name: le, socks: 127.0.0.1:1085, http: "", chain: layered, early_reply: true}
   - {name: ss, socks: 127.0.0.1:1086, http: "", chain: ssh-exit}
+  - {name: bl, socks: 127.0.0.1:1087, http: "", chain: prebuilt-lockstep}
+  - {name: be, socks: 127.0.0.1:1088, http: "", chain: prebuilt, early_reply: true}
+  - {name: bh0, socks: "", http: 127.0.0.1:8130, chain: prebuilt}
+  - {name: bh1, socks: "", http: 127.0.0.1:8131, chain: prebuilt}
+  - {name: bh2, socks: "", http: 127.0.0.1:8132, chain: prebuilt}
+  - {name: by, socks: 127.0.0.1:1089, http: "", chain: prebuilt-layered, early_reply: true}
 chains:
   lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080]}
   pipelined: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"]}
   http-exit: {hops: ["socks5://%[1]s:1080?pipeline=1", "http://%[2]s:1080?pipeline=1"]}
   layered: {hops: ["socks5s://%[1]s:1080?pin=%[3]s", "socks5s://%[2]s:1080?pin=%[4]s"]}
   ssh-exit: {hops: ["socks5://%[1]s:1080", "%[5]s"]}
+  prebuilt-lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080], prebuild: 3}
+  prebuilt: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"], prebuild: 3}
+  prebuilt-layered: {hops: ["socks5s://%[1]s:1080?pin=%[3]s", "socks5s://%[2]s:1080?pin=%[4]s"], prebuild: 3}
 `, hop1.ip, hop2.ip, pins[0], pins[1], sshHop)
 	cfgFile := filepath.Join(dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	front := startIn(t, client, nil, bin, "run", "-c", cfgFile)
-	for _, port := range []string{"1080", "1081", "1082", "1083", "1084", "1085", "1086", "8110", "8111", "8112", "8120", "8121", "8122"} {
+	for _, port := range []string{"1080", "1081", "1082", "1083", "1084", "1085", "1086", "1087", "1088", "1089",
+		"8110", "8111", "8112", "8120", "8121", "8122", "8130", "8131", "8132"} {
 		waitListening(t, client, "127.0.0.1:"+port, front)
 	}
 
@@ -124,20 +134,30 @@ chains:
 		name     string
 		proxy    func(run int) []string // curl's proxy options
 		min, max float64
+		prebuilt bool // give the chain a moment to rebuild its circuits first
 	}
 	cases := []ttfbCase{
-		{"SOCKS5, lock-step", socks("1080"), 22, 27},
-		{"HTTP proxy, lock-step", httpProxy(8110), 22, 27},
-		{"SOCKS5, pipelined", socks("1081"), 14, 18},
-		{"HTTP proxy, pipelined", httpProxy(8120), 11, 14},
-		{"SOCKS5, pipelined, early reply", socks("1082"), 11, 14},
-		{"same, exit is HTTP CONNECT", socks("1083"), 11, 14},
-		{"SOCKS5, layered (TLS per hop)", socks("1084"), 20, 25},
-		{"SOCKS5, layered, early reply", socks("1085"), 16, 21},
-		{"SSH exit, connection open", socks("1086"), 11, 15}, // 12.1-13.6 measured: sshd adds up to ~1.5
+		{"SOCKS5, lock-step", socks("1080"), 22, 27, false},
+		{"HTTP proxy, lock-step", httpProxy(8110), 22, 27, false},
+		{"SOCKS5, pipelined", socks("1081"), 14, 18, false},
+		{"HTTP proxy, pipelined", httpProxy(8120), 11, 14, false},
+		{"SOCKS5, pipelined, early reply", socks("1082"), 11, 14, false},
+		{"same, exit is HTTP CONNECT", socks("1083"), 11, 14, false},
+		{"SOCKS5, layered (TLS per hop)", socks("1084"), 20, 25, false},
+		{"SOCKS5, layered, early reply", socks("1085"), 16, 21, false},
+		{"SSH exit, connection open", socks("1086"), 11, 15, false}, // 12.1-13.6 measured: sshd adds up to ~1.5
+		// Circuits built ahead (prebuild): only the exit's request is
+		// left, 2 delays to the exit, its TCP handshake to the
+		// destination (2), then the request and response (1 + 3). A
+		// client that waits for the SOCKS reply first waits for the
+		// exit's (2 more, and 3 for its request to cross all links): 12.
+		{"prebuilt, lock-step", socks("1087"), 10, 14, true},
+		{"prebuilt, early reply", socks("1088"), 7, 8.5, true},
+		{"prebuilt, HTTP proxy", httpProxy(8130), 7, 8.5, true},
+		{"prebuilt, layered, early reply", socks("1089"), 7, 8.5, true},
 	}
 	if glider != "" {
-		cases = append(cases, ttfbCase{"glider (peer), SOCKS5", socks("1095"), 0, 100}) // reported, not judged
+		cases = append(cases, ttfbCase{"glider (peer), SOCKS5", socks("1095"), 0, 100, false}) // reported, not judged
 	}
 	// The unit is the one-way delay as measured now, half a TCP connect
 	// from the client to hop 1 (whose port also speaks HTTP), so that the
@@ -169,6 +189,9 @@ chains:
 	for _, c := range cases {
 		var delays []float64
 		for run := range 3 {
+			if c.prebuilt {
+				time.Sleep(time.Second) // the circuit the last run took is replaced
+			}
 			out, err := client.cmd("curl", append(c.proxy(run), "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %{time_starttransfer}", url)...).CombinedOutput()
 			code, secs, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
 			s, perr := strconv.ParseFloat(secs, 64)
