@@ -26,6 +26,7 @@ func TestBadFlagValuesNameTheFlag(t *testing.T) {
 		{[]string{"run", "--dns", "5353"}, `--dns: listeners[0].dns: "5353" is not host:port`},
 		{[]string{"run", "--socks", "", "--http", ""}, `--socks: listeners[0].socks: missing`},
 		{[]string{"run", "--log-level", "loud"}, `--log-level`},
+		{[]string{"run", "--hop", "socks5://127.0.0.1:1", "--prebuild", "-1"}, `--prebuild: chains.default.prebuild: must be between 0 (off) and 64`},
 		{[]string{"run", "-c", file, "--socks", "1090"}, "c.yaml:2: log.format"},
 		{[]string{"check", "-c", file}, "c.yaml:2: log.format"},
 	} {
@@ -82,5 +83,16 @@ func TestListenerFlagsReplaceTheDefaultAddresses(t *testing.T) {
 		if l := cfg.Listeners[0]; l.Socks != tt.socks || l.HTTP != tt.http || l.Mixed != tt.mixed {
 			t.Errorf("%q: socks %q http %q mixed %q; want %q %q %q", tt.args, l.Socks, l.HTTP, l.Mixed, tt.socks, tt.http, tt.mixed)
 		}
+	}
+}
+
+// --prebuild sets the first listener's chain's prebuild, --hop or not.
+func TestPrebuildFlag(t *testing.T) {
+	cfg, err := loadWith(t, "--hop", "socks5://127.0.0.1:1", "--prebuild", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Chains[cfg.Listeners[0].Chain].Prebuild; got != 3 {
+		t.Fatalf("prebuild = %d, want 3", got)
 	}
 }
