@@ -204,7 +204,7 @@ func run() error {
 	if *idleOnly > 0 {
 		t := &table{cols: cols}
 		t.header()
-		t.row(fmt.Sprintf("front end RSS per idle conn, %d (KiB)", *idleOnly), 1, false, idlePhase(t, *idleOnly))
+		t.row(fmt.Sprintf("front end RSS per idle conn, %d (KiB)", *idleOnly), 1, true, idlePhase(t, *idleOnly))
 		t.finish()
 		return nil
 	}
@@ -541,23 +541,48 @@ func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
 			c.Close()
 		}
 	}()
+	// perConn waits for the relays to go idle and returns the growth per
+	// connection, over the first opened.
+	perConn := func(opened int) float64 {
+		// Idle: a relay direction parks after a whole second with
+		// nothing to copy, following the one that carried the echo.
+		time.Sleep(3 * time.Second)
+		return float64(rssKiB(pid)-before) / float64(max(opened, 1))
+	}
+	// failed says what failed, and what the connections opened until then
+	// cost and left the front end with.
+	failed := func(i int, err error) (float64, error) {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		return 0, fmt.Errorf("idle connection %d: %w; the front end then held %d descriptors (limit %s), and the %d before it %.1f KiB each",
+			i, err, len(fds), openFilesLimit(pid), i, perConn(i))
+	}
 	for i := range n {
 		c, err := dial(d, addr)
 		if err != nil {
-			return 0, fmt.Errorf("idle connection %d: %w", i, err)
+			return failed(i, err)
 		}
 		conns = append(conns, c)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		c.Write([]byte{1})
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return 0, fmt.Errorf("idle connection %d, echo: %w", i, err)
+			return failed(i, fmt.Errorf("echo: %w", err))
 		}
 	}
-	// Idle: a relay direction parks after a whole second with nothing to
-	// copy, following the one that carried the echo.
-	time.Sleep(3 * time.Second)
-	return float64(rssKiB(pid)-before) / float64(n), nil
+	return perConn(n), nil
+}
+
+// openFilesLimit is a process's soft limit on descriptors.
+func openFilesLimit(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return "unknown"
 }
 
 func rssKiB(pid int) int {
