@@ -613,8 +613,6 @@ func pct(ds []time.Duration, p int) time.Duration { return ds[(len(ds)-1)*p/100]
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-func fmtNum(v float64, unit string) string { return strconv.FormatFloat(v, 'f', 1, 64) }
-
 func freePort() string {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
