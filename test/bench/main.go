@@ -507,6 +507,9 @@ func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, int, err
 		}
 		ds = append(ds, time.Since(begin))
 	}
+	if len(ds) == 0 {
+		return nil, failed, errors.New("no setup succeeded")
+	}
 	slices.Sort(ds)
 	return ds, failed, nil
 }

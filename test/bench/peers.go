@@ -59,16 +59,14 @@ func (p peer) version() string {
 	if err != nil {
 		return "no build info: " + err.Error()
 	}
-	v := info.Main.Path + " " + info.Main.Version
+	v, modified := info.Main.Version, ""
 	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v += " commit " + s.Value[:min(len(s.Value), 12)]
-		case "vcs.modified":
-			if s.Value == "true" {
-				v += " (modified)"
-			}
+		switch {
+		case s.Key == "vcs.revision":
+			v = "commit " + s.Value[:min(len(s.Value), 12)]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			modified = " (modified)"
 		}
 	}
-	return v + ", " + info.GoVersion
+	return v + modified + ", " + info.GoVersion
 }
