@@ -269,10 +269,13 @@ func run() error {
 	for i, c := range t.cols {
 		lat, n, err := setupLatency(c.d, c.echo, sz.setups)
 		errs[i] = val(float64(n))
-		if err != nil {
+		if lat == nil {
 			p50[i] = t.fail(c, "setup", err)
 			p99[i] = p50[i]
 			continue
+		}
+		if err != nil {
+			t.note(c, "setup", err)
 		}
 		p50[i], p99[i] = val(us(pct(lat, 50))), val(us(pct(lat, 99)))
 	}
@@ -288,8 +291,11 @@ func run() error {
 	// Connections per second.
 	rate, cpsErrs := t.cells(), t.cells()
 	for i, c := range t.cols {
-		r, n := connsPerSecond(c.d, c.echo, 64, sz.cpsFor)
+		r, n, err := connsPerSecond(c.d, c.echo, 64, sz.cpsFor)
 		rate[i], cpsErrs[i] = val(r), val(float64(n))
+		if err != nil {
+			t.note(c, "conns/s", err)
+		}
 	}
 	t.row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), 1, true, rate)
 	t.row("  errors", 0, false, cpsErrs)
@@ -493,14 +499,16 @@ func echoOnce(d chain.Dialer, addr string) error {
 const maxSetupErrors = 20
 
 // setupLatency times n setups one after another and returns the times
-// of those that succeeded, sorted, and how many failed.
+// of those that succeeded, sorted (nil if the phase failed), how many
+// failed, and, if any did, an error that says so.
 func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, int, error) {
 	var ds []time.Duration
 	failed := 0
+	var last error
 	for range n {
 		begin := time.Now()
 		if err := echoOnce(d, addr); err != nil {
-			if failed++; failed >= maxSetupErrors {
+			if failed, last = failed+1, err; failed >= maxSetupErrors {
 				return nil, failed, fmt.Errorf("%d setups failed (of %d tried), the last: %w", failed, len(ds)+failed, err)
 			}
 			continue
@@ -508,29 +516,41 @@ func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, int, err
 		ds = append(ds, time.Since(begin))
 	}
 	if len(ds) == 0 {
-		return nil, failed, errors.New("no setup succeeded")
+		return nil, failed, fmt.Errorf("no setup succeeded, the last: %w", last)
 	}
 	slices.Sort(ds)
-	return ds, failed, nil
+	if failed > 0 {
+		return ds, failed, fmt.Errorf("%d setups failed (of %d), the last: %w", failed, n, last)
+	}
+	return ds, 0, nil
 }
 
-func connsPerSecond(d chain.Dialer, addr string, workers int, dur time.Duration) (float64, int64) {
+// connsPerSecond sets up connections with workers in parallel for dur,
+// each carrying a 1-byte echo, and returns how many succeeded per
+// second, how many failed and, if any did, the first error.
+func connsPerSecond(d chain.Dialer, addr string, workers int, dur time.Duration) (float64, int64, error) {
 	var ok, failed atomic.Int64
+	var first atomic.Pointer[error]
 	deadline := time.Now().Add(dur)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				if echoOnce(d, addr) == nil {
+				if err := echoOnce(d, addr); err == nil {
 					ok.Add(1)
 				} else {
 					failed.Add(1)
+					first.CompareAndSwap(nil, &err)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return float64(ok.Load()) / dur.Seconds(), failed.Load()
+	var err error
+	if p := first.Load(); p != nil {
+		err = fmt.Errorf("%d connections failed, the first: %w", failed.Load(), *p)
+	}
+	return float64(ok.Load()) / dur.Seconds(), failed.Load(), err
 }
 
 // idleRSS opens n relayed connections through the chain, each carrying

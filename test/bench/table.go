@@ -51,8 +51,13 @@ func (t *table) cells() []cell { return make([]cell, len(t.cols)) }
 
 // fail notes why column c failed what, and returns the failed cell.
 func (t *table) fail(c *column, what string, err error) cell {
-	t.notes = append(t.notes, fmt.Sprintf("%s, %s: %v", c.name, what, err))
+	t.note(c, what, err)
 	return cell{fail: true}
+}
+
+// note keeps an error of column c's for the list under the tables.
+func (t *table) note(c *column, what string, err error) {
+	t.notes = append(t.notes, fmt.Sprintf("%s, %s: %v", c.name, what, err))
 }
 
 func (t *table) header() {
@@ -131,13 +136,13 @@ func (t *table) index(name string) int {
 	return -1
 }
 
-// finish prints the ratio tables and the notes on failures.
+// finish prints the ratio tables and the notes on failures and errors.
 func (t *table) finish() {
 	t.ratioTable("ratio to direct", t.index("direct"))
 	t.ratioTable("ratio to the floor", t.index("floor"))
 	t.ratioTable("ratio to veilchain", t.index("veilchain"))
 	if len(t.notes) > 0 {
-		fmt.Println("\nfailures:")
+		fmt.Println("\nfailures and errors:")
 		for _, n := range t.notes {
 			fmt.Println("  " + strings.ReplaceAll(n, "\n", " "))
 		}
