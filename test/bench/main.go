@@ -145,6 +145,13 @@ func run() error {
 		if _, err := veilchain("veilchain hop 2", hopArgs(hop2Port)...); err != nil {
 			return err
 		}
+		// The front end probes its first hop when it starts: a hop not
+		// yet listening is marked dead for a few seconds.
+		for _, port := range []string{hop1Port, hop2Port} {
+			if err := waitPort("127.0.0.1:" + port); err != nil {
+				return err
+			}
+		}
 	}
 	front, err := veilchain("veilchain front", frontArgs...)
 	if err != nil {
@@ -174,25 +181,29 @@ func run() error {
 		cols = append(cols, &column{name: "layered", d: socksVia(layeredPort), bulk: dest.bulk, echo: dest.echo, pid: layeredFront.Process.Pid, idle: true})
 		legend = append(legend, [2]string{"layered", "a second veilchain run front end through the same serves by socks5s:// (TLS 1.3 to each hop, pinned)"})
 	}
-	// Each peer in the same three roles, with hops of its own.
+	// Each peer in the same three roles, with hops of its own. One that
+	// does not come up fails each phase in its column.
 	for _, p := range peers {
 		h1, h2, fp := freePort(), freePort(), freePort()
+		wait := func(ports ...string) {
+			for _, port := range ports {
+				if err := waitPort("127.0.0.1:" + port); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: %s: %v\n", p.name, err)
+				}
+			}
+		}
 		if _, err := ps.start(p.name+" hop 1", false, p.env, p.path, p.hop(h1)...); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		if _, err := ps.start(p.name+" hop 2", false, p.env, p.path, p.hop(h2)...); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
+		wait(h1, h2)
 		pf, err := ps.start(p.name+" front", false, p.env, p.path, p.front(fp, h1, h2)...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		// A peer that does not come up fails each phase in its column.
-		for _, port := range []string{h1, h2, fp} {
-			if err := waitPort("127.0.0.1:" + port); err != nil {
-				fmt.Fprintf(os.Stderr, "bench: %s: %v\n", p.name, err)
-			}
-		}
+		wait(fp)
 		cols = append(cols, &column{name: p.name, d: socksVia(fp), bulk: dest.bulk, echo: dest.echo, pid: pf.Process.Pid, idle: true})
 		legend = append(legend, [2]string{p.name, p.path + " (" + p.version() + "): " + p.about + ", 3 processes"})
 	}
