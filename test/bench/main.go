@@ -3,14 +3,15 @@
 // hops and a `veilchain run` front end, each a process of its own, or
 // with -one-process all three roles in one `veilchain demo`. Beside them
 // it measures the floor: three bare relays in the same places, with no
-// handshake at all (floor.go). Every number is printed with its ratio to
-// direct. BENCHMARKS.md has the flags, the numbers and what they mean.
+// handshake at all (floor.go). In the three-process harness it also
+// measures the chain layered: a second front end through the same two
+// serves by socks5s:// (TLS 1.3 to each hop, the exit's inside hop 1's),
+// and each peer given (-glider, -gost: peers.go) in the same three roles.
+// Each is a column of one table, measured in the same run; ratio tables
+// (to direct, to the floor, to veilchain) follow it. BENCHMARKS.md has
+// the flags, the numbers and what they mean.
 //
-// In the three-process harness it also measures the chain layered: a
-// second front end through the same two serves by socks5s:// (TLS 1.3 to
-// each hop, the exit's inside hop 1's), in a column of its own.
-//
-//	go run ./test/bench [-quick] [-setup-only] [-pipeline [-early]] [-procs N] [-one-process] [-idle-only N] [-glider PATH]
+//	go run ./test/bench [-quick] [-setup-only] [-pipeline [-early]] [-procs N] [-one-process] [-idle-only N] [-glider PATH] [-gost PATH]
 package main
 
 import (
@@ -44,7 +45,8 @@ var (
 	early     = flag.Bool("early", false, "with -pipeline: the front end answers early (--early-reply)")
 	maxProcs  = flag.Int("procs", 0, "GOMAXPROCS for the front end and hops (0: Go's default, one per CPU)")
 	oneProc   = flag.Bool("one-process", false, "one veilchain process plays front end and both hops (`veilchain demo`), as in issue 9's reference points")
-	glider    = flag.String("glider", "", "measure this glider binary in the same roles instead (a peer, built beside ours)")
+	glider    = flag.String("glider", "", "also measure this glider binary in the same three roles, in a column of its own (a peer, built outside the repository)")
+	gost      = flag.String("gost", "", "also measure this gost (v3) binary in the same three roles, in a column of its own (a peer, built outside the repository)")
 	relays    relayPairs
 )
 
@@ -66,15 +68,20 @@ func main() {
 // sizes of each measurement
 type sizes struct {
 	bulk1, bulk8 int64 // bytes
+	bulkFor      time.Duration
 	setups       int
 	cpsFor       time.Duration
 	idle         int
 }
 
 func run() error {
-	sz := sizes{bulk1: 1 << 30, bulk8: 1 << 30, setups: 2000, cpsFor: 10 * time.Second, idle: 5000}
+	sz := sizes{bulk1: 1 << 30, bulk8: 1 << 30, bulkFor: 5 * time.Minute, setups: 2000, cpsFor: 10 * time.Second, idle: 5000}
 	if *quick {
-		sz = sizes{bulk1: 64 << 20, bulk8: 64 << 20, setups: 200, cpsFor: time.Second, idle: 200}
+		sz = sizes{bulk1: 64 << 20, bulk8: 64 << 20, bulkFor: time.Minute, setups: 200, cpsFor: time.Second, idle: 200}
+	}
+	peers := peersGiven()
+	if *oneProc && len(peers) > 0 {
+		return errors.New("-glider and -gost play the three roles in three processes: leave out -one-process")
 	}
 	dir, err := os.MkdirTemp("", "veilchain-bench-")
 	if err != nil {
@@ -90,46 +97,32 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var procs []*exec.Cmd
-	defer func() {
-		for _, p := range procs {
-			p.Process.Kill()
-			p.Wait()
-		}
-	}()
-	start := func(args ...string) (*exec.Cmd, string, error) {
-		cmd := exec.Command(bin, append(args, "--log-format", "json", "--log-level", "warn")...)
-		if *glider != "" {
-			cmd = exec.Command(*glider, args...)
-		}
-		cmd.Env = procEnv()
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			return nil, "", err
-		}
-		procs = append(procs, cmd)
-		// Listening lines are at info level: read the address from a probe.
-		return cmd, "", drain(stderr)
+	var ps processes
+	defer ps.stop()
+	veilchain := func(label string, args ...string) (*exec.Cmd, error) {
+		return ps.start(label, true, nil, bin, append(args, "--log-format", "json", "--log-level", "warn")...)
 	}
 	hop1Port, hop2Port, frontPort := freePort(), freePort(), freePort()
 	hopArgs := func(port string) []string {
 		return []string{"serve", "--listen", "127.0.0.1:" + port, "--allow-private", "--state-dir", filepath.Join(dir, "state-"+port)}
 	}
-	opt := ""
+	opt, style := "", "lock-step"
 	if *pipeline {
-		opt = "?pipeline=1"
+		opt, style = "?pipeline=1", "pipelined"
+		if *early {
+			style += ", early reply"
+		}
 	}
-	frontArgs := []string{"run", "--socks", "127.0.0.1:" + frontPort, "--http", "",
+	// --control "": the front ends leave the user's control socket alone.
+	frontArgs := []string{"run", "--socks", "127.0.0.1:" + frontPort, "--http", "", "--control", "",
 		"--hop", "socks5://127.0.0.1:" + hop1Port + opt, "--hop", "socks5://127.0.0.1:" + hop2Port + opt}
 	if *early {
 		frontArgs = append(frontArgs, "--early-reply")
 	}
-	product := "veilchain: 2 hops (veilchain serve) behind a veilchain run front end, 3 processes"
-	if *glider != "" {
-		hopArgs = func(port string) []string { return []string{"-listen", "socks5://127.0.0.1:" + port} }
-		frontArgs = []string{"-listen", "socks5://127.0.0.1:" + frontPort,
-			"-forward", "socks5://127.0.0.1:" + hop1Port + ",socks5://127.0.0.1:" + hop2Port}
-		product = "glider (peer): 2 glider hops behind a glider front end, 3 processes"
+	legend := [][2]string{
+		{"direct", "the destination itself"},
+		{"floor", "3 bare relays in the same places (no handshake: a fixed next address), 3 processes"},
+		{"veilchain", "a veilchain run front end, 2 veilchain serve hops by socks5:// (" + style + "), 3 processes"},
 	}
 	ports := []string{hop1Port, hop2Port, frontPort}
 	if *oneProc {
@@ -142,24 +135,31 @@ func run() error {
 		if *early {
 			frontArgs = append(frontArgs, "--early-reply")
 		}
-		product = "veilchain: front end and 2 hops in one process (veilchain demo)"
+		legend[1][1] = "3 bare relays in the same places (no handshake: a fixed next address), in one process"
+		legend[2][1] = "front end and 2 hops in one process (veilchain demo --plain, " + style + ")"
 		ports = []string{frontPort}
 	} else {
-		if _, _, err := start(hopArgs(hop1Port)...); err != nil {
+		if _, err := veilchain("veilchain hop 1", hopArgs(hop1Port)...); err != nil {
 			return err
 		}
-		if _, _, err := start(hopArgs(hop2Port)...); err != nil {
+		if _, err := veilchain("veilchain hop 2", hopArgs(hop2Port)...); err != nil {
 			return err
+		}
+		// The front end probes its first hop when it starts: a hop not
+		// yet listening is marked dead for a few seconds.
+		for _, port := range []string{hop1Port, hop2Port} {
+			if err := waitPort("127.0.0.1:" + port); err != nil {
+				return err
+			}
 		}
 	}
-	front, _, err := start(frontArgs...)
+	front, err := veilchain("veilchain front", frontArgs...)
 	if err != nil {
 		return err
 	}
+	cols := []*column{{name: "veilchain", d: socksVia(frontPort), bulk: dest.bulk, echo: dest.echo, pid: front.Process.Pid, idle: true}}
 	// The layered front end: the same hops, by socks5s:// with their pins.
-	var layeredFront *exec.Cmd
-	var viaLayered chain.Dialer
-	if *glider == "" && !*oneProc {
+	if !*oneProc {
 		var urls []string
 		for _, port := range []string{hop1Port, hop2Port} {
 			out, err := exec.Command(bin, append(hopArgs(port), "--print-url")...).Output()
@@ -169,54 +169,84 @@ func run() error {
 			urls = append(urls, strings.TrimSpace(string(out)))
 		}
 		layeredPort := freePort()
-		args := []string{"run", "--socks", "127.0.0.1:" + layeredPort, "--http", "", "--hop", urls[0], "--hop", urls[1]}
+		args := []string{"run", "--socks", "127.0.0.1:" + layeredPort, "--http", "", "--control", "", "--hop", urls[0], "--hop", urls[1]}
 		if *early {
 			args = append(args, "--early-reply")
 		}
-		if layeredFront, _, err = start(args...); err != nil {
+		layeredFront, err := veilchain("layered front", args...)
+		if err != nil {
 			return err
 		}
 		ports = append(ports, layeredPort)
-		viaLayered = &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + layeredPort, Pipeline: *pipeline}}}
+		cols = append(cols, &column{name: "layered", d: socksVia(layeredPort), bulk: dest.bulk, echo: dest.echo, pid: layeredFront.Process.Pid, idle: true})
+		legend = append(legend, [2]string{"layered", "a second veilchain run front end through the same serves by socks5s:// (TLS 1.3 to each hop, pinned)"})
+	}
+	// Each peer in the same three roles, with hops of its own. One that
+	// does not come up fails each phase in its column.
+	for _, p := range peers {
+		h1, h2, fp := freePort(), freePort(), freePort()
+		wait := func(ports ...string) {
+			for _, port := range ports {
+				if err := waitPort("127.0.0.1:" + port); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: %s: %v\n", p.name, err)
+				}
+			}
+		}
+		if _, err := ps.start(p.name+" hop 1", false, p.env, p.path, p.hop(h1)...); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		if _, err := ps.start(p.name+" hop 2", false, p.env, p.path, p.hop(h2)...); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		wait(h1, h2)
+		pf, err := ps.start(p.name+" front", false, p.env, p.path, p.front(fp, h1, h2)...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		wait(fp)
+		cols = append(cols, &column{name: p.name, d: socksVia(fp), bulk: dest.bulk, echo: dest.echo, pid: pf.Process.Pid, idle: true})
+		legend = append(legend, [2]string{p.name, p.path + " (" + p.version() + "): " + p.about + ", 3 processes"})
 	}
 	for _, p := range ports {
 		if err := waitPort("127.0.0.1:" + p); err != nil {
 			return err
 		}
 	}
-	viaChain := &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + frontPort, Pipeline: *pipeline}}}
-	direct := &net.Dialer{}
 	if *idleOnly > 0 {
-		perConn, err := idleRSS(viaChain, dest.echo, front.Process.Pid, *idleOnly)
-		fmt.Printf("front end RSS per idle conn, %d: %.1f KiB\n", *idleOnly, perConn)
-		return err
+		t := &table{cols: cols}
+		t.header()
+		t.row(fmt.Sprintf("front end RSS per idle conn, %d (KiB)", *idleOnly), 1, true, idlePhase(t, *idleOnly))
+		t.finish()
+		return nil
 	}
 
 	floor, floorProcs, err := startFloor([]string{dest.bulk, dest.echo}, *oneProc, procEnv())
-	procs = append(procs, floorProcs...)
+	ps.list = append(ps.list, floorProcs...)
 	if err != nil {
 		return fmt.Errorf("floor relays: %w", err)
 	}
-	floorBulk, floorEcho := floor[0], floor[1]
+	direct := &net.Dialer{}
+	t := &table{cols: append([]*column{
+		{name: "direct", d: direct, bulk: dest.bulk, echo: dest.echo},
+		{name: "floor", d: direct, bulk: floor[0], echo: floor[1], pid: floorProcs[0].Process.Pid},
+	}, cols...)}
 
-	fmt.Printf("bench: %s, all on loopback, the client and destination in the bench's own process; %d CPUs\n", product, numCPU())
-	fmt.Printf("floor: 3 bare relays in the same places (no handshake: a fixed next address), %s\n\n", map[bool]string{true: "in one process", false: "3 processes"}[*oneProc])
-	if viaLayered != nil {
-		fmt.Printf("layered: the same chain by socks5s:// (TLS 1.3 to each hop, pinned), a second front end\n\n")
-		fmt.Printf("%-38s %10s %10s %10s %10s %8s %8s %8s %8s\n", "measure", "direct", "floor", "chain", "layered", "floor/d", "chain/d", "layer/d", "layer/ch")
-	} else {
-		fmt.Printf("%-38s %10s %10s %10s %8s %8s\n", "measure", "direct", "floor", "chain", "floor/d", "chain/d")
+	fmt.Printf("bench: all on loopback, the client and destination in the bench's own process; %d CPUs; the client is %s\n", numCPU(), style)
+	for _, l := range legend {
+		fmt.Printf("  %-10s %s\n", l[0], l[1])
 	}
-	// row prints one measure; l is the layered chain's, when there is one.
-	row := func(name string, d, f, c, l float64, unit string) {
-		if viaLayered == nil {
-			fmt.Printf("%-38s %10s %10s %10s %7.2fx %7.2fx\n", name, fmtNum(d, unit), fmtNum(f, unit), fmtNum(c, unit), f/d, c/d)
-			return
-		}
-		fmt.Printf("%-38s %10s %10s %10s %10s %7.2fx %7.2fx %7.2fx %7.2fx\n", name, fmtNum(d, unit), fmtNum(f, unit), fmtNum(c, unit), fmtNum(l, unit), f/d, c/d, l/d, l/c)
+	cpuRow := "  CPU s per GiB, %d conn(s) (floor: relay 1)"
+	idleRow := "front end RSS per idle conn, %d (KiB)"
+	if *oneProc {
+		cpuRow = "  CPU s per GiB, %d conn(s) (the one process)"
+		idleRow = "all 3 roles' RSS per idle conn, %d (KiB)"
 	}
+	fmt.Println("  (RSS per idle connection is not measured for the floor: io.Copy holds a splice pipe per direction)")
+	fmt.Println()
+	t.header()
 
-	// Bulk throughput.
+	// Bulk throughput, and the CPU time the front end (the floor's first
+	// relay) spends on it.
 	for _, conns := range []int{1, 8} {
 		if *setupOnly {
 			break
@@ -225,86 +255,131 @@ func run() error {
 		if conns == 8 {
 			total = sz.bulk8
 		}
-		d, err := bulk(direct, dest.bulk, conns, total)
-		if err != nil {
-			return fmt.Errorf("direct bulk: %w", err)
-		}
-		f, err := bulk(direct, floorBulk, conns, total)
-		if err != nil {
-			return fmt.Errorf("floor bulk: %w", err)
-		}
-		cpu0 := cpuSeconds(front.Process.Pid)
-		c, err := bulk(viaChain, dest.bulk, conns, total)
-		if err != nil {
-			return fmt.Errorf("chain bulk: %w", err)
-		}
-		cpu := cpuSeconds(front.Process.Pid) - cpu0
-		var l, lcpu float64
-		if viaLayered != nil {
-			cpu0 := cpuSeconds(layeredFront.Process.Pid)
-			if l, err = bulk(viaLayered, dest.bulk, conns, total); err != nil {
-				return fmt.Errorf("layered bulk: %w", err)
+		rate, cpu := t.cells(), t.cells()
+		for i, c := range t.cols {
+			var cpu0 float64
+			if c.pid != 0 {
+				cpu0 = cpuSeconds(c.pid)
 			}
-			lcpu = cpuSeconds(layeredFront.Process.Pid) - cpu0
+			v, err := bulk(c.d, c.bulk, conns, total, sz.bulkFor)
+			if err != nil {
+				rate[i] = t.fail(c, fmt.Sprintf("bulk, %d conn(s)", conns), err)
+				continue
+			}
+			rate[i] = val(v)
+			if c.pid != 0 {
+				cpu[i] = val((cpuSeconds(c.pid) - cpu0) / (float64(total) / (1 << 30)))
+			}
 		}
-		row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), d, f, c, l, "MiB/s")
-		if conns == 1 {
-			gib := float64(total) / (1 << 30)
-			fmt.Printf("%-38s %10s %10s %10.2f %10s\n", "  front end CPU s per GiB relayed", "", "", cpu/gib, map[bool]string{true: fmt.Sprintf("%.2f", lcpu/gib)}[viaLayered != nil])
-		}
+		t.row(fmt.Sprintf("bulk, %d conn(s), %d MiB (MiB/s)", conns, total>>20), 1, true, rate)
+		t.row(fmt.Sprintf(cpuRow, conns), 2, true, cpu)
 	}
 
 	// Setup latency.
-	var lat [4][]time.Duration
-	for i, t := range []struct {
-		d    chain.Dialer
-		addr string
-	}{{direct, dest.echo}, {direct, floorEcho}, {viaChain, dest.echo}, {viaLayered, dest.echo}} {
-		if t.d == nil {
-			lat[i] = []time.Duration{0}
+	p50, p99, errs := t.cells(), t.cells(), t.cells()
+	for i, c := range t.cols {
+		lat, n, err := setupLatency(c.d, c.echo, sz.setups)
+		errs[i] = val(float64(n))
+		if lat == nil {
+			p50[i] = t.fail(c, "setup", err)
+			p99[i] = p50[i]
 			continue
 		}
-		if lat[i], err = setupLatency(t.d, t.addr, sz.setups); err != nil {
-			return err
+		if err != nil {
+			t.note(c, "setup", err)
 		}
+		p50[i], p99[i] = val(us(pct(lat, 50))), val(us(pct(lat, 99)))
 	}
-	for _, p := range []int{50, 99} {
-		row(fmt.Sprintf("setup+1-byte echo p%d, %d seq (µs)", p, sz.setups), us(pct(lat[0], p)), us(pct(lat[1], p)), us(pct(lat[2], p)), us(pct(lat[3], p)), "µs")
-	}
+	t.row(fmt.Sprintf("setup+1-byte echo p50, %d seq (µs)", sz.setups), 1, true, p50)
+	t.row("setup+1-byte echo p99 (µs)", 1, true, p99)
+	t.row("  errors", 0, false, errs)
 
 	if *setupOnly {
+		t.finish()
 		return nil
 	}
 
 	// Connections per second.
-	dc, de := connsPerSecond(direct, dest.echo, 64, sz.cpsFor)
-	fc, fe := connsPerSecond(direct, floorEcho, 64, sz.cpsFor)
-	cc, ce := connsPerSecond(viaChain, dest.echo, 64, sz.cpsFor)
-	var lc float64
-	var le int64
-	if viaLayered != nil {
-		lc, le = connsPerSecond(viaLayered, dest.echo, 64, sz.cpsFor)
+	rate, cpsErrs := t.cells(), t.cells()
+	for i, c := range t.cols {
+		r, n, err := connsPerSecond(c.d, c.echo, 64, sz.cpsFor)
+		rate[i], cpsErrs[i] = val(r), val(float64(n))
+		if err != nil {
+			t.note(c, "conns/s", err)
+		}
 	}
-	row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), dc, fc, cc, lc, "/s")
-	fmt.Printf("%-38s %10d %10d %10d %10d\n", "  errors", de, fe, ce, le)
+	t.row(fmt.Sprintf("conns/s, 64 workers, %v", sz.cpsFor), 1, true, rate)
+	t.row("  errors", 0, false, cpsErrs)
 
 	// Memory per idle relayed connection.
-	time.Sleep(2 * time.Second) // let the conns/s run's sockets close
-	what := "front end RSS per idle conn"
+	time.Sleep(2 * time.Second) // let the conns/s runs' sockets close
 	if *oneProc {
 		// Three relays' six sockets per connection in one process: 5,000
 		// would pass the descriptor limit (20,000 here). (Before relays
 		// gave their pipes back between bursts, 1,766 was already too
 		// many: each direction kept a pipe for a second after its byte.)
 		sz.idle = min(sz.idle, 2000)
-		what = "all 3 roles' RSS per idle conn"
 	}
-	perConn, err := idleRSS(viaChain, dest.echo, front.Process.Pid, sz.idle)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%-38s %10s %10s %10.1f\n", fmt.Sprintf("%s, %d (KiB)", what, sz.idle), "", "", perConn)
+	t.row(fmt.Sprintf(idleRow, sz.idle), 1, true, idlePhase(t, sz.idle))
+	t.finish()
 	return nil
+}
+
+// idlePhase measures RSS per idle relayed connection for each column
+// that has it, one column after another.
+func idlePhase(t *table, n int) []cell {
+	cells := t.cells()
+	first := true
+	for i, c := range t.cols {
+		if !c.idle || c.pid == 0 {
+			continue
+		}
+		if !first {
+			time.Sleep(2 * time.Second) // let the last column's connections close
+		}
+		first = false
+		perConn, err := idleRSS(c.d, c.echo, c.pid, n)
+		if err != nil {
+			cells[i] = t.fail(c, "idle connections", err)
+			continue
+		}
+		cells[i] = val(perConn)
+	}
+	return cells
+}
+
+// socksVia reaches the destination through a SOCKS5 front end on port.
+func socksVia(port string) chain.Dialer {
+	return &chain.Chain{Hops: []chain.Hop{&chain.SOCKS5{Address: "127.0.0.1:" + port, Pipeline: *pipeline}}}
+}
+
+// processes are the processes under test, stopped when the bench ends.
+type processes struct{ list []*exec.Cmd }
+
+// start runs bin with args, adding env to the environment. Its standard
+// error is shown: for veilchain (json) the lines above info, for a peer
+// every line; both up to a bound.
+func (ps *processes) start(label string, isJSON bool, env []string, bin string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(procEnv(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	ps.list = append(ps.list, cmd)
+	// Listening lines are at info level: the bench waits for the port.
+	go drain(stderr, label, isJSON)
+	return cmd, nil
+}
+
+func (ps *processes) stop() {
+	for _, p := range ps.list {
+		p.Process.Kill()
+		p.Wait()
+	}
 }
 
 // destination serves two ports: bulk (the client sends 8 bytes of length,
@@ -369,20 +444,22 @@ func startDestination() (*destination, error) {
 	return &destination{bulk: bulkAddr, echo: echoAddr}, err
 }
 
-// bulk downloads total bytes over conns connections and returns MiB/s.
-func bulk(d chain.Dialer, addr string, conns int, total int64) (float64, error) {
+// bulk downloads total bytes over conns connections and returns MiB/s;
+// each connection has limit to finish.
+func bulk(d chain.Dialer, addr string, conns int, total int64, limit time.Duration) (float64, error) {
 	per := total / int64(conns)
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	begin := time.Now()
 	for range conns {
 		wg.Go(func() {
-			c, err := d.DialContext(context.Background(), "tcp", addr)
+			c, err := dial(d, addr)
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer c.Close()
+			c.SetDeadline(begin.Add(limit))
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], uint64(per))
 			c.Write(b[:])
@@ -405,8 +482,17 @@ func bulk(d chain.Dialer, addr string, conns int, total int64) (float64, error) 
 	return float64(total) / (1 << 20) / time.Since(begin).Seconds(), nil
 }
 
+// dialTimeout bounds every dial through a column.
+const dialTimeout = 10 * time.Second
+
+func dial(d chain.Dialer, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	return d.DialContext(ctx, "tcp", addr)
+}
+
 func echoOnce(d chain.Dialer, addr string) error {
-	c, err := d.DialContext(context.Background(), "tcp", addr)
+	c, err := dial(d, addr)
 	if err != nil {
 		return err
 	}
@@ -420,36 +506,62 @@ func echoOnce(d chain.Dialer, addr string) error {
 	return err
 }
 
-func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, error) {
+// maxSetupErrors is how many failed setups fail a column's setup phase.
+const maxSetupErrors = 20
+
+// setupLatency times n setups one after another and returns the times
+// of those that succeeded, sorted (nil if the phase failed), how many
+// failed, and, if any did, an error that says so.
+func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, int, error) {
 	var ds []time.Duration
+	failed := 0
+	var last error
 	for range n {
 		begin := time.Now()
 		if err := echoOnce(d, addr); err != nil {
-			return nil, err
+			if failed, last = failed+1, err; failed >= maxSetupErrors {
+				return nil, failed, fmt.Errorf("%d setups failed (of %d tried), the last: %w", failed, len(ds)+failed, err)
+			}
+			continue
 		}
 		ds = append(ds, time.Since(begin))
 	}
+	if len(ds) == 0 {
+		return nil, failed, fmt.Errorf("no setup succeeded, the last: %w", last)
+	}
 	slices.Sort(ds)
-	return ds, nil
+	if failed > 0 {
+		return ds, failed, fmt.Errorf("%d setups failed (of %d), the last: %w", failed, n, last)
+	}
+	return ds, 0, nil
 }
 
-func connsPerSecond(d chain.Dialer, addr string, workers int, dur time.Duration) (float64, int64) {
+// connsPerSecond sets up connections with workers in parallel for dur,
+// each carrying a 1-byte echo, and returns how many succeeded per
+// second, how many failed and, if any did, the first error.
+func connsPerSecond(d chain.Dialer, addr string, workers int, dur time.Duration) (float64, int64, error) {
 	var ok, failed atomic.Int64
+	var first atomic.Pointer[error]
 	deadline := time.Now().Add(dur)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				if echoOnce(d, addr) == nil {
+				if err := echoOnce(d, addr); err == nil {
 					ok.Add(1)
 				} else {
 					failed.Add(1)
+					first.CompareAndSwap(nil, &err)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return float64(ok.Load()) / dur.Seconds(), failed.Load()
+	var err error
+	if p := first.Load(); p != nil {
+		err = fmt.Errorf("%d connections failed, the first: %w", failed.Load(), *p)
+	}
+	return float64(ok.Load()) / dur.Seconds(), failed.Load(), err
 }
 
 // idleRSS opens n relayed connections through the chain, each carrying
@@ -463,26 +575,48 @@ func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
 			c.Close()
 		}
 	}()
+	// perConn waits for the relays to go idle and returns the growth per
+	// connection, over the first opened.
+	perConn := func(opened int) float64 {
+		// Idle: a relay direction parks after a whole second with
+		// nothing to copy, following the one that carried the echo.
+		time.Sleep(3 * time.Second)
+		return float64(rssKiB(pid)-before) / float64(max(opened, 1))
+	}
+	// failed says what failed, and what the connections opened until then
+	// cost and left the front end with.
+	failed := func(i int, err error) (float64, error) {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		return 0, fmt.Errorf("idle connection %d: %w; the front end then held %d descriptors (limit %s), and the %d before it %.1f KiB each",
+			i, err, len(fds), openFilesLimit(pid), i, perConn(i))
+	}
 	for i := range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := d.DialContext(ctx, "tcp", addr)
-		cancel()
+		c, err := dial(d, addr)
 		if err != nil {
-			return 0, fmt.Errorf("idle connection %d: %w", i, err)
+			return failed(i, err)
 		}
 		conns = append(conns, c)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		c.Write([]byte{1})
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return 0, fmt.Errorf("idle connection %d, echo: %w", i, err)
+			return failed(i, fmt.Errorf("echo: %w", err))
 		}
-
 	}
-	// Idle: a relay direction parks after a whole second with nothing to
-	// copy, following the one that carried the echo.
-	time.Sleep(3 * time.Second)
-	return float64(rssKiB(pid)-before) / float64(n), nil
+	return perConn(n), nil
+}
+
+// openFilesLimit is a process's soft limit on descriptors.
+func openFilesLimit(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return "unknown"
 }
 
 func rssKiB(pid int) int {
@@ -513,8 +647,6 @@ func pct(ds []time.Duration, p int) time.Duration { return ds[(len(ds)-1)*p/100]
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-func fmtNum(v float64, unit string) string { return strconv.FormatFloat(v, 'f', 1, 64) }
-
 func freePort() string {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
@@ -532,21 +664,22 @@ func waitPort(addr string) error {
 	return errors.New(addr + " never listened")
 }
 
-// drain keeps a child's stderr flowing, printing warnings and errors.
-func drain(r io.Reader) error {
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			var m map[string]any
-			if *glider != "" {
-				continue // the peer logs every connection
-			}
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["level"] != "INFO" {
-				fmt.Fprintln(os.Stderr, "  [veilchain]", sc.Text())
-			}
+// drain keeps a child's stderr flowing and shows up to 20 of its lines:
+// for veilchain (json) those above info, for a peer all.
+func drain(r io.Reader, label string, isJSON bool) {
+	sc := bufio.NewScanner(r)
+	shown := 0
+	for sc.Scan() {
+		var m map[string]any
+		if isJSON && json.Unmarshal(sc.Bytes(), &m) == nil && m["level"] == "INFO" {
+			continue
 		}
-	}()
-	return nil
+		if shown++; shown <= 20 {
+			fmt.Fprintf(os.Stderr, "  [%s] %s\n", label, sc.Text())
+		} else if shown == 21 {
+			fmt.Fprintf(os.Stderr, "  [%s] (more lines not shown)\n", label)
+		}
+	}
 }
 
 func numCPU() int {
