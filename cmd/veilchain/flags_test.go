@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -27,6 +28,7 @@ func TestBadFlagValuesNameTheFlag(t *testing.T) {
 		{[]string{"run", "--socks", "", "--http", ""}, `--socks: listeners[0].socks: missing`},
 		{[]string{"run", "--log-level", "loud"}, `--log-level`},
 		{[]string{"run", "--hop", "socks5://127.0.0.1:1", "--prebuild", "-1"}, `--prebuild: chains.default.prebuild: must be between 0 (off) and 64`},
+		{[]string{"run", "--hop", "socks5://127.0.0.1:1", "--prebuild-idle", "1ms"}, `--prebuild-idle: chains.default.prebuild_idle: must be at least 1s`},
 		{[]string{"run", "-c", file, "--socks", "1090"}, "c.yaml:2: log.format"},
 		{[]string{"check", "-c", file}, "c.yaml:2: log.format"},
 	} {
@@ -88,11 +90,11 @@ func TestListenerFlagsReplaceTheDefaultAddresses(t *testing.T) {
 
 // --prebuild sets the first listener's chain's prebuild, --hop or not.
 func TestPrebuildFlag(t *testing.T) {
-	cfg, err := loadWith(t, "--hop", "socks5://127.0.0.1:1", "--prebuild", "3")
+	cfg, err := loadWith(t, "--hop", "socks5://127.0.0.1:1", "--prebuild", "3", "--prebuild-idle", "8s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Chains[cfg.Listeners[0].Chain].Prebuild; got != 3 {
-		t.Fatalf("prebuild = %d, want 3", got)
+	if ch := cfg.Chains[cfg.Listeners[0].Chain]; ch.Prebuild != 3 || ch.PrebuildIdle != 8*time.Second {
+		t.Fatalf("prebuild = %d, prebuild_idle = %v; want 3, 8s", ch.Prebuild, ch.PrebuildIdle)
 	}
 }

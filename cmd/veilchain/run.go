@@ -44,6 +44,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "hop", Usage: "hop `URL`, first hop first (repeatable): socks5s://[user@]host:port?pin=... (argv is visible to other users in ps: give a password with ?password-env=NAME or ?password-file=FILE, or in a config file)"},
 			&cli.BoolFlag{Name: "early-reply", Usage: "answer SOCKS and CONNECT clients of the first listener as soon as the chain's handshakes are sent (needs a ?pipeline=1 exit; a failure then closes instead of answering an error code)"},
 			&cli.IntFlag{Name: "prebuild", Usage: "keep `N` circuits of the first listener's chain built ahead of time, each through every hop to the exit and past its auth, for one connection each", DefaultText: "0 (off) or the config's"},
+			&cli.DurationFlag{Name: "prebuild-idle", Usage: "close and replace a circuit built ahead that waited unused this long (keep it under the hops' wait for a request)", DefaultText: "25s or the config's"},
 			&cli.BoolFlag{Name: "allow-open", Usage: "allow listeners on non-loopback addresses (anyone who reaches them can use your chain)"},
 			&cli.StringFlag{Name: "status", Usage: "serve the status page and Prometheus metrics (/metrics) on loopback `ADDR`, e.g. 127.0.0.1:9080 (\"\" for none)", DefaultText: "none, or the config's status:"},
 			&cli.StringFlag{Name: "control", Usage: "the control socket `PATH`, for `veilchain reload` (\"\" for none)", DefaultText: controlPathText()},
@@ -379,12 +380,16 @@ func loadConfig(c *cli.Context, file string) (*configs.Config, error) {
 		cfg.Chains[cfg.Listeners[0].Chain] = configs.Chain{Hops: specs}
 		cfg.SetByFlag("--hop", "chains", cfg.Listeners[0].Chain)
 	}
-	if c.IsSet("prebuild") {
+	for _, flag := range []string{"prebuild", "prebuild-idle"} {
 		name := cfg.Listeners[0].Chain
-		if ch, ok := cfg.Chains[name]; ok {
-			ch.Prebuild = c.Int("prebuild")
+		if ch, ok := cfg.Chains[name]; ok && c.IsSet(flag) {
+			if flag == "prebuild" {
+				ch.Prebuild = c.Int(flag)
+			} else {
+				ch.PrebuildIdle = c.Duration(flag)
+			}
 			cfg.Chains[name] = ch
-			cfg.SetByFlag("--prebuild", "chains", name, "prebuild")
+			cfg.SetByFlag("--"+flag, "chains", name, strings.ReplaceAll(flag, "-", "_"))
 		}
 	}
 	if c.IsSet("status") {

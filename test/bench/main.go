@@ -44,6 +44,7 @@ var (
 	pipeline  = flag.Bool("pipeline", false, "pipelined SOCKS5 handshakes (?pipeline=1) on every link")
 	early     = flag.Bool("early", false, "with -pipeline: the front end answers early (--early-reply)")
 	maxProcs  = flag.Int("procs", 0, "GOMAXPROCS for the front end and hops (0: Go's default, one per CPU)")
+	prebuild  = flag.Int("prebuild", 16, "circuits built ahead for the prebuilt column (0: no such column)")
 	oneProc   = flag.Bool("one-process", false, "one veilchain process plays front end and both hops (`veilchain demo`), as in issue 9's reference points")
 	glider    = flag.String("glider", "", "also measure this glider binary in the same three roles, in a column of its own (a peer, built outside the repository)")
 	gost      = flag.String("gost", "", "also measure this gost (v3) binary in the same three roles, in a column of its own (a peer, built outside the repository)")
@@ -180,6 +181,23 @@ func run() error {
 		ports = append(ports, layeredPort)
 		cols = append(cols, &column{name: "layered", d: socksVia(layeredPort), bulk: dest.bulk, echo: dest.echo, pid: layeredFront.Process.Pid, idle: true})
 		legend = append(legend, [2]string{"layered", "a second veilchain run front end through the same serves by socks5s:// (TLS 1.3 to each hop, pinned)"})
+	}
+	// The prebuilt front end: the same plain hops, with circuits built
+	// ahead (issue 20). The serves here have no users, so they wait for a
+	// request only their handshake timeout (10 s): the circuits are
+	// replaced sooner than that.
+	if !*oneProc && *prebuild > 0 {
+		port := freePort()
+		args := append([]string{}, frontArgs...)
+		args[2] = "127.0.0.1:" + port // --socks
+		args = append(args, "--prebuild", strconv.Itoa(*prebuild), "--prebuild-idle", "8s")
+		pre, err := veilchain("prebuilt front", args...)
+		if err != nil {
+			return err
+		}
+		ports = append(ports, port)
+		cols = append(cols, &column{name: "prebuilt", d: socksVia(port), bulk: dest.bulk, echo: dest.echo, pid: pre.Process.Pid})
+		legend = append(legend, [2]string{"prebuilt", fmt.Sprintf("a third veilchain run front end through the same serves, as veilchain's but with --prebuild %d (circuits built ahead; its idle RSS is not measured: the circuits it keeps would count)", *prebuild)})
 	}
 	// Each peer in the same three roles, with hops of its own. One that
 	// does not come up fails each phase in its column.
