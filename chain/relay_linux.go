@@ -76,12 +76,12 @@ func (r *relay) park(dir int, dst, src *net.TCPConn, total int64) bool {
 // spliceHalf copies src to dst with splice(2) while data flows, and
 // holds no pipe while it does not (see spliceCopy: a plain io.Copy
 // between TCP conns keeps its pipe, 2 descriptors, for as long as it
-// waits). The copy runs under a short read deadline, so activity is seen
-// while data flows; when a whole window passes with nothing, the
-// direction waits for more with no goroutine: parked (see parking), or,
-// for RelayIdle, whose caller may close the conns, on a fresh goroutine,
-// since the splice path has grown this one's stack (to 4-8 KiB) and a
-// wait needs far less.
+// waits). It splices in windows (see windows): when a whole window
+// passes with nothing, the direction waits for more with no goroutine:
+// parked (see parking), or, for RelayIdle, whose caller may close the
+// conns, on a fresh goroutine (waitHalf), since the splice path has grown
+// this one's stack (to 4-8 KiB) and a wait needs far less. A direction
+// waits for its first byte the same way: in a window, then parked.
 func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed bool) {
 	rc, err := src.SyscallConn()
 	wc, werr := dst.SyscallConn()
@@ -97,6 +97,52 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 	if resumed && act != nil && !act.expired() && !readable(rc) && r.park(dir, dst, src, total) {
 		return
 	}
+	w := &window{counts: r.live(dir), act: act}
+	for {
+		src.SetReadDeadline(act.deadline()) // the relay's idle timeout; zero (none) without one
+		windows.enter(w, src)
+		n, ok, err := spliceCopy(wc, rc, w)
+		// spliceCopy added n to the counts as it went.
+		r.counted[dir] += n
+		if !ok { // no splice here, or no pipe now
+			var m int64
+			m, err = io.Copy(dst, src)
+			n += m
+			r.count(dir, m)
+		}
+		kicked := windows.leave(w)
+		total += n
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			r.end(dir, dst, total, err)
+			return
+		}
+		if act != nil && act.expired() {
+			r.end(dir, dst, total, ErrIdle)
+			return
+		}
+		if !kicked || n > 0 {
+			continue // the idle deadline passed while the other direction was busy, or bytes came
+		}
+		// A whole window with nothing: wait without a goroutine (until
+		// the relay's idle deadline, if it has one), else on a fresh one.
+		if r.parkable && r.park(dir, dst, src, total) {
+			return
+		}
+		go r.waitHalf(dir, dst, src, total)
+		return
+	}
+}
+
+// waitHalf waits, on its own goroutine, for src to have bytes again (or
+// for the relay's idle deadline), then splices them: how a direction that
+// cannot park waits.
+func (r *relay) waitHalf(dir int, dst, src *net.TCPConn, total int64) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		r.end(dir, dst, total, err)
+		return
+	}
+	act := r.act
 	for {
 		src.SetReadDeadline(act.deadline()) // zero (none) without an idle timeout
 		eof, err := waitReadable(rc)
@@ -105,58 +151,20 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 				r.end(dir, dst, total, ErrIdle)
 				return
 			}
-			// The other direction was busy: wait again, parked if we can.
-			if r.parkable && r.park(dir, dst, src, total) {
-				return
-			}
-			continue
+			continue // the other direction was busy
 		}
 		if err != nil || eof {
 			r.end(dir, dst, total, err)
 			return
 		}
-		act.touch() // now, not when the window closes: the other direction may be checking
-		// The splice returns at least every window, so activity is seen
-		// by the other direction's idle check while data flows; windows
-		// follow one another until one passes with nothing to copy.
-		window := spliceIdle
-		if act != nil {
-			window = min(window, act.idle/2)
-		}
-		for {
-			src.SetReadDeadline(time.Now().Add(window))
-			n, ok, err := spliceCopy(wc, rc, r.live(dir))
-			// spliceCopy added n to the counts as it went.
-			r.counted[dir] += n
-			if !ok { // no splice here, or no pipe now
-				var m int64
-				m, err = io.Copy(dst, src)
-				n += m
-				r.count(dir, m)
-			}
-			total += n
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				src.SetReadDeadline(time.Time{})
-				r.end(dir, dst, total, err)
-				return
-			}
-			if n == 0 {
-				break
-			}
-			act.touch()
-		}
-		// A whole window with nothing: wait without a goroutine (until
-		// the relay's idle deadline, if it has one), else on a fresh one.
-		if r.parkable && r.park(dir, dst, src, total) {
-			return
-		}
-		go r.spliceHalf(dir, dst, src, total, false)
+		r.spliceHalf(dir, dst, src, total, false)
 		return
 	}
 }
 
-// spliceIdle is how long a splice waits for more data before the direction
-// goes idle (tests shorten it).
+// spliceIdle is how often the sweep ends the splice windows that moved
+// nothing since the last: a direction goes idle one to two of these after
+// its last byte (tests shorten it).
 var spliceIdle = time.Second
 
 // readable says, without waiting, whether rc has a byte to read (or an

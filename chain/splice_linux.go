@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 )
 
@@ -24,7 +23,8 @@ import (
 // these descriptors (then before any byte), or there is no pipe to be had
 // (out of descriptors). The caller then copies the rest another way, as
 // io.Copy does: a connection must not die of a full descriptor table.
-func spliceCopy(dst, src syscall.RawConn, live *atomic.Int64) (written int64, ok bool, err error) {
+// Each splice call that moves bytes is reported to w, if not nil.
+func spliceCopy(dst, src syscall.RawConn, w *window) (written int64, ok bool, err error) {
 	var p *pipe
 	defer func() {
 		if p != nil {
@@ -81,9 +81,7 @@ func spliceCopy(dst, src syscall.RawConn, live *atomic.Int64) (written int64, ok
 			}
 			p.held -= n
 			written += int64(n)
-			if live != nil {
-				live.Add(int64(n)) // one add per splice call, of up to a pipe's worth
-			}
+			w.moving(n)
 		}
 	}
 }
