@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/conns"
 )
 
 // DefaultHandshakeTimeout bounds each hop's handshake when Chain.HandshakeTimeout is zero.
@@ -405,12 +407,20 @@ func (c *Chain) forward() Dialer {
 	if t <= 0 {
 		t = DefaultHandshakeTimeout
 	}
-	d := &net.Dialer{Timeout: t}
-	if c.Resolver == nil {
-		return d
-	}
+	// Keepalive only for a first hop off this machine (see conns.KeepAliveOffMachine).
+	d := &net.Dialer{Timeout: t, KeepAlive: -1}
 	return DialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialResolved(ctx, d, c.Resolver, network, addr)
+		var conn net.Conn
+		var err error
+		if c.Resolver == nil {
+			conn, err = d.DialContext(ctx, network, addr)
+		} else {
+			conn, err = dialResolved(ctx, d, c.Resolver, network, addr)
+		}
+		if err == nil {
+			conns.KeepAliveOffMachine(conn)
+		}
+		return conn, err
 	})
 }
 

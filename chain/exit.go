@@ -8,6 +8,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/veilchain/veilchain/internal/conns"
 )
 
 // Exit is the Dialer of a hop server: it resolves names itself and
@@ -31,7 +33,8 @@ type Exit struct {
 
 // DialContext implements Dialer.
 func (e *Exit) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: e.Timeout, Resolver: e.Resolver}
+	// Keepalive only off this machine (see conns.KeepAliveOffMachine).
+	d := net.Dialer{Timeout: e.Timeout, Resolver: e.Resolver, KeepAlive: -1}
 	if d.Timeout <= 0 {
 		d.Timeout = DefaultHandshakeTimeout
 	}
@@ -39,7 +42,11 @@ func (e *Exit) DialContext(ctx context.Context, network, addr string) (net.Conn,
 		d.LocalAddr = &net.TCPAddr{IP: e.LocalIP.AsSlice()}
 	}
 	d.Control = e.control
-	return d.DialContext(ctx, network, addr)
+	conn, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		conns.KeepAliveOffMachine(conn)
+	}
+	return conn, err
 }
 
 // control runs on each socket after resolution, before bind(2) and

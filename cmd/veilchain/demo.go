@@ -23,6 +23,7 @@ import (
 
 	"github.com/veilchain/veilchain/chain"
 	"github.com/veilchain/veilchain/httpproxy"
+	"github.com/veilchain/veilchain/internal/conns"
 	"github.com/veilchain/veilchain/internal/layer"
 	"github.com/veilchain/veilchain/resolver"
 	"github.com/veilchain/veilchain/socks"
@@ -183,7 +184,7 @@ func (d *demo) hop(srv *socks.Server, creds socks.Credentials) (addr, pin string
 	if err != nil {
 		return "", "", err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := conns.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", "", err
 	}
@@ -207,7 +208,7 @@ func (d *demo) hop(srv *socks.Server, creds socks.Credentials) (addr, pin string
 
 // listen starts srv on addr and returns the bound address.
 func (d *demo) listen(addr string, srv frontEnd) (string, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := conns.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}

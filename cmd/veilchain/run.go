@@ -223,7 +223,7 @@ func startFrontEnds(cfg *configs.Config, dialer chain.Dialer, users *policy.User
 				return servers, fmt.Errorf("listener %q: %s is not a loopback address; anyone who can reach it could use your chain. "+
 					"Listen on 127.0.0.1, require users (auth: true), or give --allow-open", l.Name, fe.addr)
 			}
-			ln, err := net.Listen("tcp", fe.addr)
+			ln, err := conns.Listen("tcp", fe.addr)
 			if err != nil {
 				return servers, fmt.Errorf("listener %q: %w", l.Name, err)
 			}

@@ -139,7 +139,7 @@ func serveAction(c *cli.Context) error {
 	newHTTP := func() frontEnd {
 		return &httpproxy.Server{Dialer: exit, Auth: auth, HandshakeTimeout: timeout, TunnelIdleTimeout: c.Duration("tunnel-idle"), Logger: log}
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := conns.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
