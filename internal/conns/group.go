@@ -69,6 +69,22 @@ func (g *Group) Serve(ln net.Listener, handle func(context.Context, net.Conn)) e
 	g.wg.Add(1) // the accept loop itself, so Shutdown waits for it
 	g.mu.Unlock()
 	defer g.wg.Done()
+	if d, ok := ln.(interface{ serveDirect(func(net.Conn) bool) }); ok {
+		// A Split listener runs handle on the goroutine that routed the
+		// conn; Accept below still ends this loop when ln closes.
+		d.serveDirect(func(c net.Conn) bool {
+			g.mu.Lock()
+			if g.closed {
+				g.mu.Unlock()
+				return false
+			}
+			g.wg.Add(1)
+			g.mu.Unlock()
+			defer g.wg.Done()
+			handle(g.ctx, c)
+			return true
+		})
+	}
 
 	var backoff time.Duration
 	for {

@@ -86,3 +86,41 @@ func TestShutdownWaitsForHeld(t *testing.T) {
 		t.Fatalf("Shutdown = %v, want nil once the held work was released", err)
 	}
 }
+
+// A Group serving a Split listener runs its handler on the goroutine that
+// routed the conn, counted like any: Shutdown waits for it, then cuts it.
+func TestGroupServesSplitDirectly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lns := Split(ln, 1, time.Second, func(c net.Conn) (net.Conn, int) { return c, 0 }, nil)
+	var g Group
+	handled := make(chan struct{})
+	served := make(chan error, 1)
+	go func() {
+		served <- g.Serve(lns[0], func(ctx context.Context, c net.Conn) {
+			defer c.Close()
+			close(handled)
+			<-ctx.Done()
+		})
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-handled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler never ran")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := g.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded after waiting for the handler", err)
+	}
+	if err := <-served; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve = %v, want ErrClosed", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +77,9 @@ func (m *splitter) hand(c net.Conn) {
 	}
 	c.SetDeadline(time.Time{})
 	to := m.children[i]
+	if serve := to.direct.Load(); serve != nil && (*serve)(out) {
+		return
+	}
 	select {
 	case to.conns <- out:
 	case <-to.closed:
@@ -89,7 +93,16 @@ type childListener struct {
 	conns     chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
+	// direct, once a Group serves this listener, runs the Group's handler
+	// for a conn on the goroutine that routed it, instead of handing the
+	// conn to the Group's accept loop to start one more: a hand-off and a
+	// goroutine fewer per connection. It reports false when the Group
+	// takes no more conns (then Accept reports why).
+	direct atomic.Pointer[func(net.Conn) bool]
 }
+
+// serveDirect makes conns routed here go straight to serve (see direct).
+func (l *childListener) serveDirect(serve func(net.Conn) bool) { l.direct.Store(&serve) }
 
 func (l *childListener) Accept() (net.Conn, error) {
 	select {
