@@ -98,7 +98,8 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
-	conn.SetDeadline(time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
+	conn.SetDeadline(deadline)
 	// Shutdown cuts a handshake short at once: it has nothing to finish.
 	stop := context.AfterFunc(s.group.Draining(), func() { conn.SetDeadline(time.Unix(1, 0)) })
 	br := bufio.NewReaderSize(corked, 512)
@@ -138,7 +139,12 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	} else {
 		target, err = s.Dialer.DialContext(dctx, "tcp", dest)
 	}
-	conn.SetDeadline(time.Now().Add(timeout)) // for the reply
+	if time.Until(deadline) < timeout/2 {
+		// The dial took most of the handshake's time: renew it for the
+		// reply. Not otherwise: moving a deadline can wake a thread
+		// (issue 20; see BENCHMARKS.md).
+		conn.SetDeadline(time.Now().Add(timeout))
+	}
 	if err != nil {
 		dial.Failed(err)
 		code := replyCode(err)
