@@ -255,3 +255,24 @@ func TestIdleTimeoutCountsBytesOnArrival(t *testing.T) {
 	server.Close()
 	<-done
 }
+
+// A direction that has not carried a byte parks too, once a whole window
+// passes (the sweep ends its window like any other), and its first bytes
+// still come through.
+func TestSilentRelayParks(t *testing.T) {
+	shortIdle(t)
+	client, server, done := started(t, context.Background())
+	waitParked(t, 2)
+	exchange(t, client, server, "first")
+	client.Close()
+	server.Close()
+	select {
+	case r := <-done:
+		if r.aToB != 5 || r.bToA != 5 {
+			t.Fatalf("relay carried %d and %d bytes, want 5 each", r.aToB, r.bToA)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("relay did not end")
+	}
+	waitParked(t, 0)
+}
