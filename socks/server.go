@@ -93,7 +93,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 			}
 		}
 	}()
-	log := s.logger().With("client", conn.RemoteAddr().String())
+	// The client's logger is made when a line is written: With formats
+	// its attribute at once, and a relay lives long (issue 20).
+	log := func() *slog.Logger { return s.logger().With("client", conn.RemoteAddr().String()) }
 	timeout := s.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
@@ -123,7 +125,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	if err != nil {
-		log.Debug("socks handshake failed", "err", err)
+		log().Debug("socks handshake failed", "err", err)
 		if errors.Is(err, errHTTPOnSOCKS) {
 			lingerClose(corked, conn)
 		}
@@ -153,7 +155,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		} else {
 			writeReply(corked, code, nil)
 		}
-		logDialError(log, err, code, dest)
+		logDialError(log(), err, code, dest)
 		return
 	}
 	if version == 4 {
@@ -162,14 +164,14 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		writeReply(corked, 0x00, target.LocalAddr())
 	}
 	if err := corked.Flush(); err != nil {
-		log.Debug("socks reply failed", "err", err)
+		log().Debug("socks reply failed", "err", err)
 		return
 	}
 	// Bytes the client sent right after its request belong to the stream.
 	if n := br.Buffered(); n > 0 {
 		early, _ := br.Peek(n)
 		if _, err := target.Write(early); err != nil {
-			log.Debug("forwarding early data failed", "err", err)
+			log().Debug("forwarding early data failed", "err", err)
 			return
 		}
 	}
@@ -185,9 +187,11 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		conn.Close()
 		target.Close()
 		if _, ok := chain.LateHopError(err); ok {
-			logDialError(log, err, replyCode(err), dest) // an early reply's chain failed after all
+			logDialError(log(), err, replyCode(err), dest) // an early reply's chain failed after all
 		}
-		log.Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
+		if s.logger().Enabled(rctx, slog.LevelDebug) {
+			log().Debug("socks connection closed", "dest", dest, "up", up, "down", down, "err", err)
+		}
 	})
 }
 
