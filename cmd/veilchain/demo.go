@@ -58,6 +58,11 @@ func demoCommand() *cli.Command {
 			if c.Bool("pipeline") && !c.Bool("plain") {
 				return fmt.Errorf("--pipeline needs --plain: inside TLS to a hop the handshake is always in one write")
 			}
+			stopProfiles, err := demoProfiles()
+			if err != nil {
+				return err
+			}
+			defer stopProfiles()
 			d := &demo{out: os.Stdout, log: log, plain: c.Bool("plain"), pipeline: c.Bool("pipeline"), early: c.Bool("early-reply")}
 			defer d.close()
 			if err := d.start(c.String("socks"), c.String("http")); err != nil {
