@@ -120,8 +120,11 @@ func (r *relay) spliceHalf(dir int, dst, src *net.TCPConn, total int64, resumed 
 			r.end(dir, dst, total, ErrIdle)
 			return
 		}
-		if !kicked || n > 0 {
-			continue // the idle deadline passed while the other direction was busy, or bytes came
+		if !kicked || !ok && n > 0 {
+			// The idle deadline passed while the other direction was
+			// busy, or the copy that stood in for splice (which the sweep
+			// cannot see) moved bytes.
+			continue
 		}
 		// A whole window with nothing: wait without a goroutine (until
 		// the relay's idle deadline, if it has one), else on a fresh one.
