@@ -12,6 +12,7 @@
 // the flags, the numbers and what they mean.
 //
 //	go run ./test/bench [-quick] [-setup-only] [-pipeline [-early]] [-procs N] [-one-process] [-idle-only N] [-glider PATH] [-gost PATH]
+//	go run ./test/bench -wake BIN,BIN ...   (builds compared by wake-ups: wake.go)
 package main
 
 import (
@@ -59,6 +60,13 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bench relay:", err)
 			os.Exit(1)
 		}
+	}
+	if *wake != "" {
+		if err := runWake(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -wake:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -599,7 +607,11 @@ func idleRSS(d chain.Dialer, addr string, pid, n int) (float64, error) {
 		// Idle: a relay direction parks after a whole second with
 		// nothing to copy, following the one that carried the echo.
 		time.Sleep(3 * time.Second)
-		return float64(rssKiB(pid)-before) / float64(max(opened, 1))
+		kib := float64(rssKiB(pid)-before) / float64(max(opened, 1))
+		if whileIdle != nil {
+			whileIdle() // wake.go's profiles, taken while the connections are open
+		}
+		return kib
 	}
 	// failed says what failed, and what the connections opened until then
 	// cost and left the front end with.
