@@ -50,13 +50,13 @@ func RelayIdle(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration)
 // and calls done with the result when both directions have ended. It owns
 // a and b until then: end it early by cancelling ctx, never by closing
 // them. Nobody has to wait in the meantime, and on Linux a direction
-// between TCP conns that has carried bytes and then nothing for a whole
-// splice window waits with no goroutine at all (see parking), until data
-// comes or the idle deadline passes: an idle relayed connection costs its
-// sockets and a little heap. (A direction that has never carried a byte
-// waits on its goroutine: parking it at once would put the watcher on the
-// first byte's path.) Elsewhere, and with -tags portable, each direction
-// waits on its goroutine.
+// between TCP conns that has carried nothing for a whole splice window
+// (see windows: about a second), from its start or since its last byte,
+// waits with no goroutine at all (see parking), until data comes or the
+// idle deadline passes: an idle relayed connection costs its sockets and
+// a little heap. (It is not parked at once: that would put the watcher
+// on the first byte's path.) Elsewhere, and with -tags portable, each
+// direction waits on its goroutine.
 func StartRelay(ctx context.Context, a, b io.ReadWriteCloser, idle time.Duration, done func(aToB, bToA int64, err error)) {
 	startRelay(ctx, a, b, idle, true, done)
 }
