@@ -125,7 +125,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		srv:  s,
 		conn: conn,
 		br:   bufio.NewReaderSize(conn, 4096),
-		log:  s.logger().With("client", conn.RemoteAddr().String()),
+		log:  s.clientLog(conn),
 	}
 	c.bw = bufio.NewWriterSize(deadlineWriter{conn, s.idleTimeout()}, 4096)
 	// Shutdown interrupts a wait for a request at once; a request in
@@ -322,7 +322,10 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 	c.conn.SetDeadline(time.Time{})
 	// The tunnel outlives this handler on goroutines of its own, which
 	// keep neither the handshake's stack nor the 8 KiB of bufio buffers.
-	conn, log := c.conn, c.log
+	// The tunnel's lines get a logger of their own when they are written:
+	// one made now (With formats its attribute at once) would be kept by
+	// every tunnel for its whole life (issue 20).
+	conn, srv := c.conn, c.srv
 	c.handedOff = true
 	rctx, release := c.srv.group.Hold()
 	live := dial.Connected()
@@ -332,9 +335,11 @@ func (c *clientConn) serveConnect(ctx context.Context, req *http.Request) {
 		conn.Close()
 		target.Close()
 		if hop, ok := chain.LateHopError(err); ok {
-			warnChainFailed(log, hop, err) // an early reply's chain failed after all
+			warnChainFailed(srv.clientLog(conn), hop, err) // an early reply's chain failed after all
 		}
-		log.Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
+		if srv.logger().Enabled(rctx, slog.LevelDebug) {
+			srv.clientLog(conn).Debug("tunnel closed", "dest", addr, "up", up, "down", down, "err", err)
+		}
 	})
 }
 
@@ -495,6 +500,11 @@ func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, conn
 
 // warnChainFailed is the line a failed chain gets: it names the hop, and
 // never the destination.
+// clientLog is the logger for conn's client's lines.
+func (s *Server) clientLog(conn net.Conn) *slog.Logger {
+	return s.logger().With("client", conn.RemoteAddr().String())
+}
+
 func warnChainFailed(log *slog.Logger, hop *chain.HopError, err error) {
 	log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
 }
