@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 
 	socks5 "github.com/armon/go-socks5"
@@ -64,9 +65,15 @@ func (s *Server) handshake(r *bufio.Reader, w io.Writer, source string, authed f
 	if authed != nil && user != "" {
 		// An authenticated client may hold its request back: see
 		// Server.RequestWait. Once it starts, the handshake's bound is back.
-		restore := authed()
+		// Most send it at once: the longer wait starts only when the
+		// handshake's own deadline has passed, since moving a deadline can
+		// wake a thread (issue 20).
 		_, err := r.Peek(1)
-		restore()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			restore := authed()
+			_, err = r.Peek(1)
+			restore()
+		}
 		if err != nil {
 			return "", "", fmt.Errorf("reading request: %w", err)
 		}
