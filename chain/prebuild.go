@@ -459,12 +459,8 @@ func brokenCircuit(err error) bool {
 // it says yes, and a closed circuit shows when its request fails.
 func circuitAlive(conn net.Conn) bool {
 	for {
-		switch c := conn.(type) {
-		case interface{ NetConn() net.Conn }: // *tls.Conn
+		if c, ok := conn.(interface{ NetConn() net.Conn }); ok { // *tls.Conn, *pendingConn
 			conn = c.NetConn()
-			continue
-		case *pendingConn:
-			conn = c.Conn
 			continue
 		}
 		return conns.Quiet(conn)

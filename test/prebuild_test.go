@@ -93,3 +93,31 @@ func establishedTo(t *testing.T, port string) int {
 	}
 	return n
 }
+
+// TestPrebuiltCircuitOutwaitsTheHandshakeTimeout: a layered exit that
+// authenticates its client keeps a prebuilt circuit open past its own
+// handshake timeout (RequestWait), inside TLS, and the circuit then
+// carries a connection.
+func TestPrebuiltCircuitOutwaitsTheHandshakeTimeout(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skip("counts connections in /proc/net/tcp (Linux)")
+	}
+	dest := newDestination(t)
+	_, dnsAddr := exitDNS(t)
+	exit, pin := startServePin(t, "--user", "u:p", "--handshake-timeout", "1s", "--resolver", dnsAddr)
+	_, exitPort, _ := strings.Cut(exit, ":")
+	run := start(t, "run", "--socks", "127.0.0.1:0", "--http", "", "--control", "", "--log-format", "json",
+		"--hop", "socks5s://u:p@"+exit+"?pin="+pin, "--prebuild", "1", "--prebuild-idle", "10s")
+	front := run.waitFor(t, "SOCKS5 front end listening")["addr"].(string)
+	waitUntil(t, "the circuit", func() bool { return establishedTo(t, exitPort) == 1 })
+	time.Sleep(2500 * time.Millisecond) // past the exit's handshake timeout
+	if n := establishedTo(t, exitPort); n != 1 {
+		t.Fatalf("%d connections to the exit after its handshake timeout, want the circuit still open", n)
+	}
+	if out := curlGet(t, front, "http://"+destName+":"+dest.port+"/"); !strings.HasPrefix(out, "peer ") {
+		t.Fatalf("destination answered %q", out)
+	}
+	if strings.Contains(run.stderr(), "closed a circuit built ahead") {
+		t.Fatalf("the exit closed the circuit:\n%s", run.stderr())
+	}
+}
