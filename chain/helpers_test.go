@@ -11,7 +11,15 @@ import (
 	"github.com/veilchain/veilchain/internal/testnet"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, sshOpenRace) }
+
+// sshOpenRace ignores a goroutine golang.org/x/crypto/ssh can leave
+// behind: a channel opened in the instant its connection ends (after
+// the mux dropped its channels, before it closed the transport) waits
+// for an answer forever. The SSH tests break connections on purpose and
+// open streams right after; the race is upstream's, and costs one parked
+// goroutine per occurrence.
+var sshOpenRace = goleak.IgnoreTopFunction("golang.org/x/crypto/ssh.(*mux).openChannel")
 
 // fakeServer runs handle for each connection to a loopback listener.
 func fakeServer(t *testing.T, handle func(net.Conn)) string { return testnet.Accept(t, handle) }
