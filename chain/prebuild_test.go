@@ -22,7 +22,7 @@ type circuitLog struct {
 	requested time.Time // zero until a request came
 	user      string
 	dest      string
-	closed    bool // the client closed it before any request
+	closed    bool // it ended before any request
 }
 
 // recordingExit is a SOCKS5 exit (no auth, or any user/password) that
@@ -50,6 +50,11 @@ func (x *recordingExit) serve(c net.Conn) {
 	rec := &circuitLog{accepted: time.Now()}
 	x.conns = append(x.conns, rec)
 	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		rec.closed = rec.requested.IsZero() // ended, one way or another, before any request
+		x.mu.Unlock()
+	}()
 	buf := make([]byte, 600)
 	if _, err := io.ReadFull(c, buf[:2]); err != nil {
 		return
@@ -75,9 +80,6 @@ func (x *recordingExit) serve(c net.Conn) {
 	}
 	dest, err := readSOCKS5Request(c)
 	if err != nil {
-		x.mu.Lock()
-		rec.closed = true
-		x.mu.Unlock()
 		return
 	}
 	x.mu.Lock()

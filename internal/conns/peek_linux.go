@@ -54,19 +54,3 @@ func PeekRaw(rc syscall.RawConn, buf []byte, wait bool) (int, error) {
 	}
 	return n, nil
 }
-
-// Quiet reports whether c, a socket, has nothing queued to read and has
-// not been closed by its peer, without waiting. Not a socket: true.
-func Quiet(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	var b [1]byte
-	_, err = PeekRaw(rc, b[:], false)
-	return err == syscall.EAGAIN
-}

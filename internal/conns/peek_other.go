@@ -14,6 +14,3 @@ const canPeek = false
 
 // Peek returns ErrNoPeek: see canPeek.
 func Peek(c net.Conn, buf []byte) (int, error) { return 0, ErrNoPeek }
-
-// Quiet says true: without peeking, a closed conn shows only when used.
-func Quiet(c net.Conn) bool { return true }

@@ -141,3 +141,43 @@ func TestSniffSurvivesAcceptErrorsAndZeroTimeout(t *testing.T) {
 		t.Errorf("accept failure log %q: want a warning naming the error", out)
 	}
 }
+
+// Quiet tells an idle conn from one whose peer closed or sent something.
+func TestQuiet(t *testing.T) {
+	if !quietWorks {
+		t.Skip("no non-blocking peek here")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pair := func() (client, server net.Conn) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(); s.Close() })
+		return c, s
+	}
+	c, _ := pair()
+	if !Quiet(c) {
+		t.Error("an idle conn is not quiet")
+	}
+	c, s := pair()
+	s.Write([]byte("x"))
+	time.Sleep(50 * time.Millisecond)
+	if Quiet(c) {
+		t.Error("a conn with a byte queued is quiet")
+	}
+	c, s = pair()
+	s.Close()
+	time.Sleep(50 * time.Millisecond)
+	if Quiet(c) {
+		t.Error("a conn its peer closed is quiet")
+	}
+}

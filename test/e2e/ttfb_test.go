@@ -67,6 +67,8 @@ func TestTimeToFirstByte(t *testing.T) {
 	}
 	sshHop := startSSHDIn(t, hop2, dir)
 	// The test network is in 198.18.0.0/15, like the default fake-ip range.
+	// The serves have no users, so they wait for a request only their
+	// handshake timeout (10 s): prebuilt circuits are replaced at 8 s.
 	cfg := fmt.Sprintf(`log: {format: json}
 dns: {fake_ipv4: 198.19.255.0/24}
 listeners:
@@ -93,9 +95,9 @@ chains:
   http-exit: {hops: ["socks5://%[1]s:1080?pipeline=1", "http://%[2]s:1080?pipeline=1"]}
   layered: {hops: ["socks5s://%[1]s:1080?pin=%[3]s", "socks5s://%[2]s:1080?pin=%[4]s"]}
   ssh-exit: {hops: ["socks5://%[1]s:1080", "%[5]s"]}
-  prebuilt-lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080], prebuild: 3}
-  prebuilt: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"], prebuild: 3}
-  prebuilt-layered: {hops: ["socks5s://%[1]s:1080?pin=%[3]s", "socks5s://%[2]s:1080?pin=%[4]s"], prebuild: 3}
+  prebuilt-lockstep: {hops: [socks5://%[1]s:1080, socks5://%[2]s:1080], prebuild: 3, prebuild_idle: 8s}
+  prebuilt: {hops: ["socks5://%[1]s:1080?pipeline=1", "socks5://%[2]s:1080?pipeline=1"], prebuild: 3, prebuild_idle: 8s}
+  prebuilt-layered: {hops: ["socks5s://%[1]s:1080?pin=%[3]s", "socks5s://%[2]s:1080?pin=%[4]s"], prebuild: 3, prebuild_idle: 8s}
 `, hop1.ip, hop2.ip, pins[0], pins[1], sshHop)
 	cfgFile := filepath.Join(dir, "client.yaml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
