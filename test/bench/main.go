@@ -45,6 +45,7 @@ var (
 	pipeline  = flag.Bool("pipeline", false, "pipelined SOCKS5 handshakes (?pipeline=1) on every link")
 	early     = flag.Bool("early", false, "with -pipeline: the front end answers early (--early-reply)")
 	maxProcs  = flag.Int("procs", 0, "GOMAXPROCS for the front end and hops (0: Go's default, one per CPU)")
+	setupGap  = flag.Duration("setup-gap", 0, "a pause before each sequential setup, so that the last one's teardown is over (glider closes a relay 5 s after its client, outside any window)")
 	prebuild  = flag.Int("prebuild", 16, "circuits built ahead for the prebuilt column (0: no such column)")
 	oneProc   = flag.Bool("one-process", false, "one veilchain process plays front end and both hops (`veilchain demo`), as in issue 9's reference points")
 	glider    = flag.String("glider", "", "also measure this glider binary in the same three roles, in a column of its own (a peer, built outside the repository)")
@@ -543,6 +544,7 @@ func setupLatency(d chain.Dialer, addr string, n int) ([]time.Duration, int, err
 	failed := 0
 	var last error
 	for range n {
+		time.Sleep(*setupGap) // 0: back to back, each teardown beside the next setup
 		begin := time.Now()
 		if err := echoOnce(d, addr); err != nil {
 			if failed, last = failed+1, err; failed >= maxSetupErrors {

@@ -27,6 +27,9 @@ import (
 //	                    [-pipeline [-early]] [-one-process] [-procs N]
 //	go run ./test/bench -wake /tmp/vcA,/tmp/vcB -idle-only 2000 [-one-process [-wake-pprof DIR]]
 //
+// A binary whose name starts with "glider" is run as glider in the same
+// three roles (a peer beside a build: -wake /tmp/vcA,/tmp/glider).
+//
 // whileIdle, if set, runs while idleRSS still holds its connections.
 var whileIdle func()
 
@@ -182,8 +185,12 @@ func startWakeChain(bin, pprofAddr string) (front string, pid int, stop func(), 
 	if err != nil {
 		return "", 0, stop, err
 	}
+	isGlider := strings.HasPrefix(filepath.Base(bin), "glider") // see -wake's usage above
 	start := func(args ...string) error {
 		cmd := exec.Command(bin, append(args, "--log-format", "json", "--log-level", "warn")...)
+		if isGlider {
+			cmd = exec.Command(bin, args...)
+		}
 		cmd.Env = procEnv()
 		if pprofAddr != "" {
 			cmd.Env = append(cmd.Env, "VEILCHAIN_PPROF="+pprofAddr)
@@ -201,11 +208,17 @@ func startWakeChain(bin, pprofAddr string) (front string, pid int, stop func(), 
 	if *pipeline {
 		args = append(args, "--pipeline")
 	}
+	var gh []string
 	if !*oneProc {
 		opt := map[bool]string{true: "?pipeline=1"}[*pipeline]
 		args = []string{"run", "--socks", "127.0.0.1:" + frontPort, "--http", ""}
 		for _, port := range []string{freePort(), freePort()} {
-			if err := start("serve", "--listen", "127.0.0.1:"+port, "--allow-private", "--state-dir", filepath.Join(dir, port)); err != nil {
+			sargs := []string{"serve", "--listen", "127.0.0.1:" + port, "--allow-private", "--state-dir", filepath.Join(dir, port)}
+			if isGlider {
+				sargs = []string{"-listen", "socks5://127.0.0.1:" + port}
+				gh = append(gh, "socks5://127.0.0.1:"+port)
+			}
+			if err := start(sargs...); err != nil {
 				return "", 0, stop, err
 			}
 			if err := waitPort("127.0.0.1:" + port); err != nil { // before the front end probes it
@@ -216,6 +229,9 @@ func startWakeChain(bin, pprofAddr string) (front string, pid int, stop func(), 
 	}
 	if *early {
 		args = append(args, "--early-reply")
+	}
+	if isGlider {
+		args = []string{"-listen", "socks5://127.0.0.1:" + frontPort, "-forward", strings.Join(gh, ",")}
 	}
 	if err := start(args...); err != nil {
 		return "", 0, stop, err
