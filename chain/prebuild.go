@@ -219,7 +219,11 @@ func (p *prebuilder) tend(now time.Time) time.Duration {
 			}
 		}
 	}
-	go closeCircuits(expired) // a TLS close writes; nothing here waits for it
+	if len(expired) > 0 {
+		// A TLS close writes: nothing under mu waits for it. Shutdown
+		// waits for it with the builds.
+		p.builds.Go(func() { closeCircuits(expired) })
+	}
 	return time.Until(next)
 }
 
