@@ -139,12 +139,6 @@ func (h *HTTPConnect) handshakeBytes(_ context.Context, addr string) ([]byte, er
 	return []byte(h.requestHead(addr)), nil
 }
 
-func (h *HTTPConnect) requestBytes(addr string) ([]byte, bool, error) {
-	return []byte(h.requestHead(addr)), h.pipelines(), nil
-}
-
-func (h *HTTPConnect) readRequestReply(conn net.Conn) error { return h.readReplies(conn) }
-
 // readReplies reads the answers to a CONNECT, 1xx ones included, head by
 // head and not a byte further: what follows belongs to the next hop.
 func (h *HTTPConnect) readReplies(conn net.Conn) error {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/veilchain/veilchain/internal/conns"
@@ -57,9 +56,16 @@ type preparable interface {
 
 // circuit is a conn that has reached the exit along hops, prepared.
 type circuit struct {
-	conn  net.Conn
-	hops  []Hop
-	built time.Time
+	conn    net.Conn
+	hops    []Hop
+	built   time.Time // wall clock only: a suspended laptop's circuits age too
+	untrack func()    // the LoopGuard's, until the request is answered
+}
+
+// close closes a circuit no connection will take.
+func (c *circuit) close() {
+	c.untrack()
+	c.conn.Close()
 }
 
 // circuitPool holds the circuits for one isolation key.
@@ -107,10 +113,18 @@ func (c *Chain) StartPrebuild(ctx context.Context) error {
 			}
 		}
 	}
+	exits := c.Hops // in any mode but strict, any hop may be drawn as the exit
 	if c.Mode == Strict && len(c.Hops) > 0 {
-		for _, h := range membersOf(c.Hops[len(c.Hops)-1]) {
+		exits = c.Hops[len(c.Hops)-1:]
+	}
+	for _, pos := range exits {
+		for _, h := range membersOf(pos) {
 			if _, ok := h.(preparable); !ok {
-				return fmt.Errorf("prebuild: the exit %s keeps its own connection open; nothing to build ahead", h.Addr())
+				// An HTTP or SOCKS4 exit takes nothing before its request,
+				// and a hop may drop (or, a serve's gate, answer as a web
+				// server) a connection that sends nothing for a while; an
+				// SSH exit keeps its connection open already.
+				return fmt.Errorf("prebuild: circuits are built ahead only to socks5:// and socks5s:// exits, and %s could be the exit", h.Addr())
 			}
 		}
 	}
@@ -168,12 +182,14 @@ func (p *prebuilder) run() {
 		select {
 		case <-p.ctx.Done():
 			p.builds.Wait()
+			var unused []*circuit
 			p.mu.Lock()
 			for _, pool := range p.pools {
-				closeCircuits(pool.ready)
+				unused = append(unused, pool.ready...)
 				pool.ready = nil
 			}
 			p.mu.Unlock()
+			closeCircuits(unused) // a TLS close writes: not under mu
 			return
 		case <-p.wake:
 		case <-timer.C:
@@ -184,6 +200,7 @@ func (p *prebuilder) run() {
 
 // tend does what is due at now and says how long until something else is.
 func (p *prebuilder) tend(now time.Time) time.Duration {
+	now = now.Round(0) // see circuit.built
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next := now.Add(p.idle)
@@ -244,13 +261,15 @@ func (p *prebuilder) build(pool *circuitPool) {
 	case err != nil:
 		pool.failures++
 		pool.retryAt = time.Now().Add(min(30*time.Second, 250*time.Millisecond<<min(pool.failures, 7)))
-	case p.ctx.Err() != nil:
-		circ.conn.Close()
-	default:
+	case p.ctx.Err() == nil:
 		pool.failures = 0
 		pool.ready = append(pool.ready, circ)
+		circ = nil
 	}
 	p.mu.Unlock()
+	if circ != nil {
+		circ.close() // built as the prebuilder stopped
+	}
 	p.signal()
 }
 
@@ -272,7 +291,7 @@ func (p *prebuilder) signal() {
 
 func closeCircuits(cs []*circuit) {
 	for _, c := range cs {
-		c.conn.Close()
+		c.close()
 	}
 }
 
@@ -284,6 +303,8 @@ func (p *prebuilder) take(ctx context.Context) *circuit {
 		return nil
 	}
 	defer p.signal()
+	var expired []*circuit
+	defer func() { closeCircuits(expired) }() // after mu: a TLS close writes
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pool := p.pools[key]
@@ -295,13 +316,17 @@ func (p *prebuilder) take(ctx context.Context) *circuit {
 		p.pools[key] = pool
 	}
 	pool.lastUse = time.Now()
-	if len(pool.ready) == 0 {
-		return nil
+	for len(pool.ready) > 0 {
+		circ := pool.ready[0]
+		pool.ready[0] = nil
+		pool.ready = pool.ready[1:]
+		// The sweep may not have run for a while (a machine that slept).
+		if time.Now().Round(0).Sub(circ.built) < p.idle {
+			return circ
+		}
+		expired = append(expired, circ)
 	}
-	circ := pool.ready[0]
-	pool.ready[0] = nil
-	pool.ready = pool.ready[1:]
-	return circ
+	return nil
 }
 
 // circuitKey says which circuits ctx may take: those built for the same
@@ -352,22 +377,29 @@ func (c *Chain) buildCircuit(ctx context.Context) (*circuit, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A first hop that points back at this process must still be found
+	// out when the request comes, which may be long after the dial
+	// (dialPath tracked the conn only while its handshakes ran).
+	untrack := c.LoopGuard.track(rawConn(conn))
 	start := time.Now()
 	out, err := c.handshake(ctx, hops[k], conn, func(hctx context.Context) (net.Conn, error) {
 		return exit.prepare(hctx, conn)
 	})
 	if err != nil {
+		untrack()
 		conn.Close()
 		_, err = c.failure(ctx, hops, k, err)
 		return nil, err
 	}
 	c.succeeded(hops[k], time.Since(start))
-	return &circuit{conn: out, hops: hops, built: time.Now()}, nil
+	return &circuit{conn: out, hops: hops, built: time.Now().Round(0), untrack: untrack}, nil
 }
 
 // dialPrebuilt dials addr on a prebuilt circuit. used is false when there
-// was none to take, or the ones taken had broken while they waited: then
-// nothing was sent, and the caller dials as usual.
+// was none to take, or the ones taken had broken while they waited, or a
+// hop on the way failed the request: then nothing of the client's was
+// sent, and the caller dials as usual (leaving out a failed hop where its
+// mode can). An answer from the exit about the destination is final.
 func (c *Chain) dialPrebuilt(ctx context.Context, addr string) (conn net.Conn, used bool, err error) {
 	p := c.pre.Load()
 	if p == nil {
@@ -384,10 +416,17 @@ func (c *Chain) dialPrebuilt(ctx context.Context, addr string) (conn net.Conn, u
 			continue
 		}
 		conn, err := c.finishCircuit(ctx, circ, addr)
-		if err == nil || !brokenCircuit(err) || ctx.Err() != nil {
+		switch {
+		case err == nil || ctx.Err() != nil:
 			return conn, true, err
+		case brokenCircuit(err):
+			p.closedEarly(time.Since(circ.built))
+			continue
 		}
-		p.closedEarly(time.Since(circ.built))
+		if he, ok := errors.AsType[*HopError](err); ok && he.Destination {
+			return nil, true, err
+		}
+		return nil, false, nil
 	}
 	return nil, false, nil
 }
@@ -401,7 +440,7 @@ func (c *Chain) finishCircuit(ctx context.Context, circ *circuit, addr string) (
 	tr := TraceFrom(ctx)
 	start := time.Now()
 	blame := func(ctx context.Context, err error) error {
-		circ.conn.Close()
+		circ.close()
 		if brokenCircuit(err) && ctx.Err() == nil {
 			return err // not the exit's fault: it closed a circuit, or something on the way did
 		}
@@ -422,9 +461,10 @@ func (c *Chain) finishCircuit(ctx context.Context, circ *circuit, addr string) (
 				return nil, blame(ctx, err)
 			}
 			rctx, cancel := context.WithCancel(context.Background())
-			pc := &pendingConn{Conn: circ.conn, cancel: cancel}
+			pc := &pendingConn{Conn: circ.conn, cancel: func() { cancel(); circ.untrack() }}
 			pc.finish = func() error {
 				defer cancel()
+				defer circ.untrack()
 				if _, err := c.handshake(rctx, h, circ.conn, func(context.Context) (net.Conn, error) {
 					return circ.conn, exit.readRequestReply(circ.conn)
 				}); err != nil {
@@ -445,6 +485,7 @@ func (c *Chain) finishCircuit(ctx context.Context, circ *circuit, addr string) (
 	if err != nil {
 		return nil, blame(ctx, err)
 	}
+	circ.untrack()
 	c.passed(tr, k, h, time.Since(start))
 	tr.path(hops)
 	return out, nil
@@ -453,20 +494,30 @@ func (c *Chain) finishCircuit(ctx context.Context, circ *circuit, addr string) (
 // brokenCircuit reports whether err is a circuit ending under a request,
 // rather than a hop answering it.
 func brokenCircuit(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	for _, e := range connectionLost {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // circuitAlive reports whether the socket under conn has not been closed
 // by its peer, nor been sent anything, while it waited: a prepared
 // circuit expects nothing until its request. Where there is no peeking,
 // it says yes, and a closed circuit shows when its request fails.
-func circuitAlive(conn net.Conn) bool {
+func circuitAlive(conn net.Conn) bool { return conns.Quiet(rawConn(conn)) }
+
+// rawConn is the socket under conn's layers (*tls.Conn, *pendingConn).
+func rawConn(conn net.Conn) net.Conn {
 	for {
-		if c, ok := conn.(interface{ NetConn() net.Conn }); ok { // *tls.Conn, *pendingConn
-			conn = c.NetConn()
-			continue
+		c, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			return conn
 		}
-		return conns.Quiet(conn)
+		conn = c.NetConn()
 	}
 }

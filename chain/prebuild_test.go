@@ -293,3 +293,66 @@ func TestPrebuildRefusesDestinationIsolation(t *testing.T) {
 		t.Fatal("StartPrebuild took a hop that isolates by destination")
 	}
 }
+
+// A first hop that leads back to this process is still found out when a
+// prebuilt circuit's request comes, long after the circuit was dialled.
+func TestPrebuiltCircuitStaysKnownToTheLoopGuard(t *testing.T) {
+	g := &LoopGuard{}
+	looped := make(chan bool, 1)
+	hop := fakeServer(t, func(c net.Conn) {
+		buf := make([]byte, 3)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0})
+		if _, err := readSOCKS5Request(c); err != nil {
+			return
+		}
+		looped <- g.Looped(c) // what a front end of ours asks before it dials
+		c.Write([]byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0})
+	})
+	c := &Chain{Hops: []Hop{&SOCKS5{Address: hop}}, Prebuild: 1, LoopGuard: g}
+	startPrebuilt(t, c, 1)
+	time.Sleep(50 * time.Millisecond)
+	c.DialContext(context.Background(), "tcp", "example.com:80")
+	if !<-looped {
+		t.Fatal("the request on a prebuilt circuit did not look like our own conn to the loop guard")
+	}
+}
+
+// A hop that fails a prebuilt circuit's request (it timed out here) is
+// not the end: the dial is made afresh and takes the pool's other member.
+func TestPrebuiltCircuitFailureFallsBackToAnotherPath(t *testing.T) {
+	echo := testnet.Echo(t)
+	hang := fakeServer(t, func(c net.Conn) {
+		buf := make([]byte, 3)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		c.Write([]byte{5, 0})
+		io.Copy(io.Discard, c) // takes the request, never answers
+	})
+	good := newRecordingExit(t, nil, false)
+	health := &Health{}
+	c := &Chain{Hops: []Hop{&Pool{Members: []Hop{&SOCKS5{Address: hang}, &SOCKS5{Address: good.addr}}}},
+		Prebuild: 1, HandshakeTimeout: 300 * time.Millisecond, Health: health}
+	startPrebuilt(t, c, 1)
+	dialAndEcho(t, c, echo)
+	if n := len(good.requests()); n != 1 {
+		t.Fatalf("the other member saw %d requests, want 1", n)
+	}
+}
+
+func TestPrebuildRefusesExitsThatTakeNothingFirst(t *testing.T) {
+	for _, raw := range []string{"http://127.0.0.1:1", "socks4a://127.0.0.1:1"} {
+		h, err := ParseHop(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &Chain{Hops: []Hop{h}, Prebuild: 1}
+		if err := c.StartPrebuild(context.Background()); err == nil {
+			c.Close()
+			t.Errorf("StartPrebuild took the exit %s", raw)
+		}
+	}
+}

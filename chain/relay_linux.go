@@ -165,9 +165,9 @@ func (r *relay) waitHalf(dir int, dst, src *net.TCPConn, total int64) {
 	}
 }
 
-// spliceIdle is how often the sweep ends the splice windows that moved
-// nothing since the last: a direction goes idle one to two of these after
-// its last byte (tests shorten it).
+// spliceIdle is how long a splice window lasts with nothing moved: the
+// sweep (window_linux.go) ends it 1 to 1.25 of these after its last byte
+// (tests shorten it).
 var spliceIdle = time.Second
 
 // readable says, without waiting, whether rc has a byte to read (or an

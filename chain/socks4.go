@@ -3,7 +3,6 @@ package chain
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,19 +26,6 @@ func (h *SOCKS4) Addr() string { return h.Address }
 
 // HandshakeTimeout is this hop's own handshake timeout, if any.
 func (h *SOCKS4) HandshakeTimeout() time.Duration { return h.Timeout }
-
-// prepare has nothing to do: SOCKS4 is one request and its reply.
-func (h *SOCKS4) prepare(_ context.Context, conn net.Conn) (net.Conn, error) { return conn, nil }
-
-func (h *SOCKS4) request(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
-	return h.Connect(ctx, conn, addr)
-}
-
-// requestBytes: nothing may follow a SOCKS4 request unread (no hop of
-// ours pipelines it), so a prebuilt SOCKS4 exit is always lock-step.
-func (h *SOCKS4) requestBytes(string) ([]byte, bool, error) { return nil, false, nil }
-
-func (h *SOCKS4) readRequestReply(net.Conn) error { return errors.New("socks4: no early request") }
 
 // Connect sends one CONNECT request and reads the 8-byte reply; the conn
 // is returned as it is.

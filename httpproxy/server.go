@@ -498,13 +498,13 @@ func (c *clientConn) relayUpgrade(ctx context.Context, resp *http.Response, conn
 	c.log.Debug("upgraded connection closed", "dest", dest, "up", up, "down", down, "err", err)
 }
 
-// warnChainFailed is the line a failed chain gets: it names the hop, and
-// never the destination.
 // clientLog is the logger for conn's client's lines.
 func (s *Server) clientLog(conn net.Conn) *slog.Logger {
 	return s.logger().With("client", conn.RemoteAddr().String())
 }
 
+// warnChainFailed is the line a failed chain gets: it names the hop, and
+// never the destination.
 func warnChainFailed(log *slog.Logger, hop *chain.HopError, err error) {
 	log.Warn("chain failed", "hop", hop.Index+1, "hop_addr", hop.Addr, "status", statusOf(err), "err", hop.Err)
 }

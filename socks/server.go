@@ -114,6 +114,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 			return func() {}
 		}
 		conn.SetDeadline(time.Now().Add(wait))
+		if s.group.Draining().Err() != nil {
+			conn.SetDeadline(time.Unix(1, 0)) // Shutdown came in between: it wins
+		}
 		return func() {
 			if s.group.Draining().Err() == nil {
 				conn.SetDeadline(time.Now().Add(timeout))

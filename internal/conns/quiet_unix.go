@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
 package conns
 
@@ -9,9 +9,9 @@ import (
 
 // Quiet reports, without waiting, whether c (a socket) has nothing queued
 // to read and has not been closed by its peer: a non-blocking MSG_PEEK,
-// on every Unix, portable build or not (it is not a speed-up: a chain's
-// prebuilt circuits use it to find one a hop closed while it waited). Not
-// a socket: true.
+// on Linux, macOS and the BSDs, portable build or not (it is not a
+// speed-up: a chain's prebuilt circuits use it to find one a hop closed
+// while it waited). Not a socket: true.
 func Quiet(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
