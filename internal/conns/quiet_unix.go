@@ -3,6 +3,7 @@
 package conns
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
@@ -22,14 +23,35 @@ func Quiet(c net.Conn) bool {
 		return true
 	}
 	var b [1]byte
+	_, err = PeekRaw(rc, b[:], false)
+	return err == syscall.EAGAIN
+}
+
+// PeekRaw is Peek on a socket's RawConn. With wait false it returns at
+// once, with syscall.EAGAIN if nothing is queued; with wait true it waits
+// under the socket's read deadline, on the runtime's poller.
+func PeekRaw(rc syscall.RawConn, buf []byte, wait bool) (int, error) {
 	var n int
-	var perr error
-	if err := rc.Control(func(fd uintptr) {
-		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	}); err != nil {
-		return false // closed here
+	var opErr error
+	peek := func(fd uintptr) bool {
+		n, _, opErr = syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return !wait || opErr != syscall.EAGAIN // nothing yet: let the poller wait
 	}
-	return n < 0 && (perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK)
+	var err error
+	if wait {
+		err = rc.Read(peek)
+	} else {
+		err = rc.Control(func(fd uintptr) { peek(fd) })
+	}
+	switch {
+	case err != nil:
+		return 0, err
+	case opErr != nil:
+		return 0, opErr
+	case n == 0 && len(buf) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // quietWorks: Quiet really looks here.
