@@ -45,25 +45,15 @@ func (h *HTTPConnect) HandshakeTimeout() time.Duration { return h.Timeout }
 // Connect asks the proxy to open a tunnel to addr. The name in addr goes
 // to the proxy as a name.
 func (h *HTTPConnect) Connect(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
-	c, err := h.prepare(ctx, conn)
-	if err != nil {
-		return nil, err
+	c := conn
+	if h.TLS != nil {
+		tc, err := startLayer(ctx, conn, h.TLS)
+		if err != nil {
+			return nil, err
+		}
+		c = tc
 	}
-	return h.request(ctx, c, addr)
-}
-
-// prepare runs TLS to the proxy, if any: all an HTTP proxy takes before
-// the CONNECT request, which carries the auth too.
-func (h *HTTPConnect) prepare(ctx context.Context, conn net.Conn) (net.Conn, error) {
-	if h.TLS == nil {
-		return conn, nil
-	}
-	return startLayer(ctx, conn, h.TLS)
-}
-
-// request sends the CONNECT request for addr on c and reads the answer.
-func (h *HTTPConnect) request(_ context.Context, c net.Conn, addr string) (net.Conn, error) {
-	if _, err := io.WriteString(c, h.requestHead(addr)); err != nil {
+	if _, err := io.WriteString(c, h.request(addr)); err != nil {
 		return nil, err
 	}
 	if h.pipelines() {
@@ -100,11 +90,11 @@ func (h *HTTPConnect) request(_ context.Context, c net.Conn, addr string) (net.C
 	return c, nil
 }
 
-// requestHead is the CONNECT request head for addr. A pipelined one asks the
+// request is the CONNECT request head for addr. A pipelined one asks the
 // proxy to close after a refusal, rather than read what we queued behind
 // the request (the next hop's handshake, or the client's first bytes) as
 // a request of its own.
-func (h *HTTPConnect) requestHead(addr string) string {
+func (h *HTTPConnect) request(addr string) string {
 	req := "CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n"
 	if h.User != "" {
 		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(h.User+":"+h.Password)) + "\r\n"
@@ -136,7 +126,7 @@ func connectStatus(resp *http.Response) error {
 func (h *HTTPConnect) pipelines() bool { return h.Pipeline && h.TLS == nil }
 
 func (h *HTTPConnect) handshakeBytes(_ context.Context, addr string) ([]byte, error) {
-	return []byte(h.requestHead(addr)), nil
+	return []byte(h.request(addr)), nil
 }
 
 // readReplies reads the answers to a CONNECT, 1xx ones included, head by

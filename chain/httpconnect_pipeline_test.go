@@ -95,7 +95,7 @@ func TestHTTPConnectReadsRepliesExactly(t *testing.T) {
 func TestPipelinedRunThroughHTTPHop(t *testing.T) {
 	h1 := &HTTPConnect{Address: "", User: "u", Password: "p", Pipeline: true}
 	exit := &SOCKS5{Address: "exit.example:1080", Pipeline: true}
-	c1 := h1.requestHead("exit.example:1080")
+	c1 := h1.request("exit.example:1080")
 	if !strings.Contains(c1, "\r\nConnection: close\r\n") {
 		t.Errorf("pipelined CONNECT %q does not ask the proxy to close after a refusal", c1)
 	}
