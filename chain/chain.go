@@ -276,16 +276,11 @@ func (c *Chain) dialPath(ctx context.Context, hops []Hop, n int, addr string) (n
 			// The dial is over: only the hops' own timeouts bound the
 			// replies now, and closing the conn ends the wait, as a
 			// cancellation that blames no hop.
-			rctx, cancel := context.WithCancel(context.Background())
-			p := &pendingConn{Conn: conn, cancel: func() { cancel(); untrack() }}
-			p.finish = func() error {
-				defer cancel()
-				defer untrack()
+			handedOff = true
+			return latePending(conn, untrack, func(rctx context.Context) error {
 				_, err := c.readReplies(rctx, tr, hops, i, run, conn, start)
 				return err
-			}
-			handedOff = true
-			return p, nil, nil
+			}), nil, nil
 		}
 		if failed, err := c.readReplies(ctx, tr, hops, i, run, conn, start); err != nil {
 			conn.Close()

@@ -113,6 +113,19 @@ func (p *pendingConn) setDeadlines(read, write *time.Time) error {
 	return nil
 }
 
+// latePending is conn with replies still to come, read by read on its
+// first Read. The dial is over by then: only the hops' own timeouts bound
+// the replies, under a context of the conn's own, which closing the conn
+// cancels (a cancellation that blames no hop); done runs once either way.
+func latePending(conn net.Conn, done func(), read func(rctx context.Context) error) *pendingConn {
+	rctx, cancel := context.WithCancel(context.Background())
+	return &pendingConn{Conn: conn, cancel: func() { cancel(); done() }, finish: func() error {
+		defer cancel()
+		defer done()
+		return read(rctx)
+	}}
+}
+
 // Close closes the conn, first ending any wait for the replies so that
 // it does not count against a hop.
 func (p *pendingConn) Close() error {

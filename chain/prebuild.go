@@ -460,11 +460,7 @@ func (c *Chain) finishCircuit(ctx context.Context, circ *circuit, addr string) (
 			}); err != nil {
 				return nil, blame(ctx, err)
 			}
-			rctx, cancel := context.WithCancel(context.Background())
-			pc := &pendingConn{Conn: circ.conn, cancel: func() { cancel(); circ.untrack() }}
-			pc.finish = func() error {
-				defer cancel()
-				defer circ.untrack()
+			pc := latePending(circ.conn, circ.untrack, func(rctx context.Context) error {
 				if _, err := c.handshake(rctx, h, circ.conn, func(context.Context) (net.Conn, error) {
 					return circ.conn, exit.readRequestReply(circ.conn)
 				}); err != nil {
@@ -474,7 +470,7 @@ func (c *Chain) finishCircuit(ctx context.Context, circ *circuit, addr string) (
 				}
 				c.passed(tr, k, h, time.Since(start))
 				return nil
-			}
+			})
 			tr.path(hops)
 			return pc, nil
 		}
